@@ -1,0 +1,119 @@
+"""Shared machinery for keras_momenta optimizers.
+
+`MomentaOptimizer` is a thin layer over `keras.optimizers.Optimizer` that adds
+what every optimizer of this package needs and Keras does not provide:
+
+* hyperparameter validation that names the argument and the allowed range;
+* optimizer state kept in float32 when the model variable is float16 or
+  bfloat16 (running sums and counters saturate in 16-bit formats: a bfloat16
+  counter stops at 256, a float16 sum of squares overflows at 65504);
+* `evaluation_weights`, the values of the point an optimizer reports as its
+  answer (the model variables themselves unless an optimizer keeps a separate
+  output point).
+"""
+
+import contextlib
+import numbers
+
+import keras
+from keras import ops
+
+LOW_PRECISION_DTYPES = ("float16", "bfloat16")
+
+
+def state_dtype(variable_dtype):
+    """The dtype of optimizer state kept for a variable of `variable_dtype`."""
+    variable_dtype = keras.backend.standardize_dtype(variable_dtype)
+    return "float32" if variable_dtype in LOW_PRECISION_DTYPES else variable_dtype
+
+
+def constant(value, dtype):
+    """A Python number as a tensor of `dtype`, rounded once.
+
+    `ops.cast(0.9, "float64")` first makes a float32 tensor and so rounds 0.9
+    to float32 precision; `convert_to_tensor` with the dtype does not.
+    """
+    return ops.convert_to_tensor(value, dtype=dtype)
+
+
+def _is_real_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_learning_rate(learning_rate):
+    """Schedules and callables are checked by Keras; plain numbers here."""
+    if _is_real_number(learning_rate) and not learning_rate > 0:
+        raise ValueError(
+            f"`learning_rate` must be a positive float, a "
+            f"`keras.optimizers.schedules.LearningRateSchedule` or a callable; "
+            f"got {learning_rate!r}."
+        )
+
+
+def check_in_range(name, value, low, high, low_closed=True, high_closed=False):
+    """Raise a `ValueError` naming `name` unless low (<|<=) value (<|<=) high."""
+    if not _is_real_number(value):
+        raise ValueError(f"`{name}` must be a real number; got {value!r}.")
+    above_low = value >= low if low_closed else value > low
+    below_high = value <= high if high_closed else value < high
+    if not (above_low and below_high):
+        interval = (
+            ("[" if low_closed else "(")
+            + f"{low}, {high}"
+            + ("]" if high_closed else ")")
+        )
+        raise ValueError(f"`{name}` must be in {interval}; got {value!r}.")
+
+
+def check_positive(name, value):
+    check_in_range(name, value, 0, float("inf"), low_closed=False)
+
+
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False; got {value!r}.")
+
+
+class MomentaOptimizer(keras.optimizers.Optimizer):
+    """Base class of the keras_momenta optimizers (not used directly)."""
+
+    def __init__(self, learning_rate, **kwargs):
+        check_learning_rate(learning_rate)
+        super().__init__(learning_rate=learning_rate, **kwargs)
+
+    def add_state_variable(self, reference_variable, name, initializer="zeros"):
+        """Like `add_variable_from_reference`, in `state_dtype` precision."""
+        dtype = state_dtype(reference_variable.dtype)
+        if dtype == keras.backend.standardize_dtype(reference_variable.dtype):
+            return self.add_variable_from_reference(
+                reference_variable, name=name, initializer=initializer
+            )
+        path = getattr(reference_variable, "path", reference_variable.name)
+        with self._colocated_with(reference_variable):
+            return self.add_variable(
+                shape=reference_variable.shape,
+                initializer=initializer,
+                dtype=dtype,
+                name=f"{str(path).replace('/', '_')}_{name}",
+            )
+
+    def _colocated_with(self, reference_variable):
+        # Mirrors the TensorFlow backend's `add_variable_from_reference`, which
+        # places each slot beside its model variable under a strategy.
+        strategy = getattr(self, "_distribution_strategy", None)
+        if strategy is None:
+            return contextlib.nullcontext()
+        value = getattr(reference_variable, "value", reference_variable)
+        return strategy.extended.colocate_vars_with(value)
+
+    def local_step(self, dtype):
+        """The 1-based number of the update being applied, as `dtype`."""
+        return ops.cast(self.iterations + 1, dtype)
+
+    def evaluation_weights(self, var_list):
+        """Values of the point this optimizer reports as its answer.
+
+        For optimizers whose answer is the point where gradients are taken,
+        these are the values of `var_list` themselves.
+        """
+        return [ops.convert_to_tensor(v) for v in var_list]

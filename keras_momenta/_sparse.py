@@ -1,0 +1,73 @@
+"""Row-sparse gradients (`tf.IndexedSlices`, e.g. from `keras.layers.Embedding`).
+
+Optimizers write state with `self.assign_add`/`assign_sub`, which the
+TensorFlow backend turns into scatter updates for `IndexedSlices`. Two things
+are left to the optimizer and handled here:
+
+* duplicate indices: the dense gradient sums them, so a nonlinear function of
+  the gradient (g², sign g) must see the sum. `deduplicate` sums each group of
+  repeated rows into its first occurrence and zeroes the others. It keeps the
+  static number of rows, so it compiles under XLA (unlike `tf.unique`); the
+  zero rows it leaves are harmless to scatter-add updates.
+* per-row arithmetic with state: `map_rows` applies a function to the gradient
+  rows and the matching rows of per-variable state, touching no other row.
+"""
+
+import keras
+
+
+def is_row_sparse(gradient):
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return isinstance(gradient, tf.IndexedSlices)
+
+
+def deduplicate(gradient):
+    """The same row-sparse gradient with every index carried by one row."""
+    if not is_row_sparse(gradient):
+        return gradient
+    import tensorflow as tf
+
+    order = tf.argsort(gradient.indices, stable=True)
+    indices = tf.gather(gradient.indices, order)
+    values = tf.gather(gradient.values, order)
+    starts_group = tf.concat(
+        [tf.ones([1], tf.bool), indices[1:] != indices[:-1]], axis=0
+    )
+    group = tf.cumsum(tf.cast(starts_group, tf.int32)) - 1
+    sums = tf.math.unsorted_segment_sum(values, group, tf.shape(indices)[0])
+    mask = tf.reshape(
+        tf.cast(starts_group, values.dtype),
+        tf.concat([tf.shape(starts_group), tf.ones_like(tf.shape(values)[1:])], 0),
+    )
+    return tf.IndexedSlices(
+        tf.gather(sums, group) * mask, indices, gradient.dense_shape
+    )
+
+
+def cast(gradient, dtype):
+    if is_row_sparse(gradient):
+        import tensorflow as tf
+
+        return tf.IndexedSlices(
+            tf.cast(gradient.values, dtype), gradient.indices, gradient.dense_shape
+        )
+    return keras.ops.cast(gradient, dtype)
+
+
+def map_rows(fn, gradient, *states):
+    """`fn(gradient, *states)`, computed only on the gradient's rows if sparse.
+
+    `states` are tensors or variables shaped like the gradient's variable.
+    Returns a tensor, or `IndexedSlices` with the gradient's indices.
+    """
+    if not is_row_sparse(gradient):
+        return fn(gradient, *states)
+    import tensorflow as tf
+
+    rows = [tf.gather(keras.ops.convert_to_tensor(s), gradient.indices) for s in states]
+    return tf.IndexedSlices(
+        fn(gradient.values, *rows), gradient.indices, gradient.dense_shape
+    )

@@ -1,0 +1,53 @@
+"""Plots and the markdown summary of a comparison run."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+LABELS = {
+    "train_loss": "training loss",
+    "test_accuracy": "test accuracy",
+    "train_accuracy": "training accuracy",
+    "test_loss": "test loss",
+}
+
+
+def plot_curves(curves, column, path, task, log_scale=False):
+    """One curve per optimizer: mean over seeds, shaded ± one std."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, metrics in curves.items():
+        values = metrics[column]  # seeds x epochs
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        epochs = np.arange(1, values.shape[1] + 1)
+        (line,) = ax.plot(epochs, mean, label=name)
+        ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(LABELS[column])
+    ax.set_title(f"{task.name}: {LABELS[column]} (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summary_table(curves, task, seeds, epochs):
+    lines = [
+        f"# {task.name}: final metrics after {epochs} epochs",
+        "",
+        f"{task.description}; seeds {', '.join(map(str, seeds))}; mean ± std over seeds.",
+        "",
+        "| optimizer | training loss | training accuracy | test loss | test accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for name, metrics in curves.items():
+        cells = []
+        for column in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+            final = metrics[column][:, -1]
+            cells.append(f"{final.mean():.4f} ± {final.std():.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

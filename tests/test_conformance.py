@@ -1,0 +1,434 @@
+"""What every keras_momenta optimizer must do, checked for each registry case."""
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from tests.harness import SHAPES, KerasSemantics, gradient_stream, initial_params
+from tests.registry import CASES
+
+SHAPE_LIST = list(SHAPES.values())
+case_param = pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def make_variables(values, dtype):
+    return [keras.Variable(v, dtype=dtype) for v in values]
+
+
+def step_function(optimizer, variables, mode):
+    def apply(grads):
+        optimizer.apply(grads, variables)
+
+    if mode == "eager":
+        return apply
+    return tf.function(apply, jit_compile=(mode == "xla"))
+
+
+def run_optimizer(optimizer, params, stream, dtype="float64", mode="eager"):
+    """Apply `stream` and return the variables' values after every step."""
+    variables = make_variables(params, dtype)
+    optimizer.build(variables)
+    step = step_function(optimizer, variables, mode)
+    trajectory = []
+    for grads in stream:
+        step([tf.constant(g, dtype=dtype) for g in grads])
+        trajectory.append([v.numpy().astype(np.float64) for v in variables])
+    return trajectory, variables
+
+
+def run_reference(semantics, params, stream, round_to=None):
+    params = [np.asarray(p, np.float64) for p in params]
+    trajectory = []
+    for grads in stream:
+        params = semantics.step(params, grads)
+        if round_to is not None:
+            params = [p.astype(round_to).astype(np.float64) for p in params]
+        trajectory.append(params)
+    return trajectory
+
+
+def assert_trajectories_close(actual, expected, rtol, atol=0.0):
+    for t, (a_step, e_step) in enumerate(zip(actual, expected)):
+        for a, e in zip(a_step, e_step):
+            np.testing.assert_allclose(
+                a, e, rtol=rtol, atol=atol, err_msg=f"step {t + 1}"
+            )
+
+
+# ------------------------------------------------ 1. agreement with the paper
+
+
+@case_param
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 1e-5)])
+def test_matches_reference_for_200_steps(case, dtype, rtol):
+    params = initial_params(SHAPE_LIST)
+    stream = gradient_stream(SHAPE_LIST, 200)
+    # The optimizer sees gradients rounded to the variable's dtype; so does
+    # the reference.
+    stream = [[g.astype(dtype).astype(np.float64) for g in grads] for grads in stream]
+    params = [p.astype(dtype).astype(np.float64) for p in params]
+    actual, _ = run_optimizer(case.make(), params, stream, dtype)
+    expected = run_reference(
+        KerasSemantics(case.make_reference(), case.learning_rate), params, stream
+    )
+    atol = 0.0 if dtype == "float64" else rtol
+    assert_trajectories_close(actual, expected, rtol=rtol, atol=atol)
+
+
+# ------------------------------------------------ 2. eager, tf.function, XLA
+
+
+@case_param
+def test_eager_function_and_xla_agree(case):
+    params = initial_params(SHAPE_LIST)
+    stream = gradient_stream(SHAPE_LIST, 30)
+    runs = {
+        mode: run_optimizer(case.make(), params, stream, "float64", mode)[0]
+        for mode in ("eager", "function", "xla")
+    }
+    assert_trajectories_close(runs["function"], runs["eager"], rtol=1e-12)
+    assert_trajectories_close(runs["xla"], runs["eager"], rtol=1e-12)
+
+
+# ------------------------------------------------ 3. model.fit
+
+
+def least_squares_data(n=64, features=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features))
+    y = x @ rng.normal(size=(features, 1)) + 0.3 + 0.1 * rng.normal(size=(n, 1))
+    return x, y
+
+
+def linear_model(features=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((features,)), keras.layers.Dense(1)])
+
+
+def least_squares_reference(case, weights, x, y, batch_size, epochs, **semantics):
+    """Mini-batch gradient of Keras's "mse" for a Dense(1) layer, in NumPy."""
+    semantics = KerasSemantics(case.make_reference(), case.learning_rate, **semantics)
+    params = [np.asarray(w, np.float64) for w in weights]
+    for _ in range(epochs):
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            residual = xb @ params[0] + params[1] - yb
+            grads = [2 * xb.T @ residual / len(xb), 2 * residual.sum(axis=0) / len(xb)]
+            params = semantics.step(params, grads)
+    return params
+
+
+@case_param
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fit_follows_reference(case, jit_compile):
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    model = linear_model()
+    initial = model.get_weights()
+    model.compile(optimizer=case.make(), loss="mse", jit_compile=jit_compile)
+    model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    expected = least_squares_reference(case, initial, x, y, 16, 3)
+    for actual, wanted in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(actual, wanted, rtol=1e-10)
+
+
+# ------------------------------------------------ 4. config and checkpoints
+
+
+@case_param
+def test_config_round_trip(case):
+    optimizer = case.make()
+    config = optimizer.get_config()
+    clone = case.cls.from_config(config)
+    assert clone.get_config() == config
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert type(restored) is case.cls
+    assert restored.get_config() == config
+
+    params = initial_params(SHAPE_LIST)
+    stream = gradient_stream(SHAPE_LIST, 10)
+    first, _ = run_optimizer(optimizer, params, stream)
+    second, _ = run_optimizer(clone, params, stream)
+    assert_trajectories_close(second, first, rtol=0)
+
+
+def _fit(model, x, y, epochs):
+    model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0)
+
+
+def _optimizer_state(optimizer):
+    return [v.numpy() for v in optimizer.variables]
+
+
+def _slots(optimizer):
+    """Per-variable state: everything but the step counter and learning rate."""
+    shared = (optimizer.iterations, getattr(optimizer, "_learning_rate", None))
+    return [v for v in optimizer.variables if not any(v is s for s in shared)]
+
+
+@case_param
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_keras_file_resumes_exact_trajectory(case, jit_compile, tmp_path):
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    uninterrupted = linear_model()
+    uninterrupted.compile(optimizer=case.make(), loss="mse", jit_compile=jit_compile)
+    _fit(uninterrupted, x, y, 4)
+
+    model = linear_model()
+    model.compile(optimizer=case.make(), loss="mse", jit_compile=jit_compile)
+    _fit(model, x, y, 2)
+    path = tmp_path / "mid_run.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)  # safe_mode, no custom_objects
+    assert type(restored.optimizer) is case.cls
+    for saved, loaded in zip(_optimizer_state(model.optimizer), _optimizer_state(restored.optimizer)):
+        np.testing.assert_array_equal(loaded, saved)
+    _fit(restored, x, y, 2)
+    for a, b in zip(restored.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@case_param
+def test_tf_checkpoint_resumes_exact_trajectory(case, tmp_path):
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    uninterrupted = linear_model()
+    uninterrupted.compile(optimizer=case.make(), loss="mse")
+    _fit(uninterrupted, x, y, 4)
+
+    model = linear_model()
+    model.compile(optimizer=case.make(), loss="mse")
+    _fit(model, x, y, 2)
+    prefix = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(
+        str(tmp_path / "ckpt")
+    )
+
+    fresh = linear_model(seed=7)
+    fresh.compile(optimizer=case.make(), loss="mse")
+    fresh.optimizer.build(fresh.trainable_variables)
+    tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer).restore(
+        prefix
+    ).assert_consumed()
+    for saved, loaded in zip(_optimizer_state(model.optimizer), _optimizer_state(fresh.optimizer)):
+        np.testing.assert_array_equal(loaded, saved)
+    _fit(fresh, x, y, 2)
+    for a, b in zip(fresh.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------ 5. shared base-class arguments
+
+
+def _step_decay():
+    # Values exact in float32, where Keras evaluates schedules.
+    boundaries, values = [20, 40], [2.0**-4, 2.0**-6, 2.0**-8]
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    return schedule, lambda step: values[sum(step > b for b in boundaries)]
+
+
+SHARED_ARGUMENTS = {
+    "clipnorm": ({"clipnorm": 1.0}, {"clipnorm": 1.0}),
+    "clipvalue": ({"clipvalue": 0.5}, {"clipvalue": 0.5}),
+    "global_clipnorm": ({"global_clipnorm": 1.0}, {"global_clipnorm": 1.0}),
+    "loss_scale_factor": ({"loss_scale_factor": 128.0}, {"loss_scale_factor": 128.0}),
+    "gradient_accumulation_steps": (
+        {"gradient_accumulation_steps": 3},
+        {"gradient_accumulation_steps": 3},
+    ),
+    "use_ema": (
+        {"use_ema": True, "ema_momentum": 0.9},
+        {"use_ema": True, "ema_momentum": 0.9},
+    ),
+}
+
+
+@case_param
+@pytest.mark.parametrize("argument", list(SHARED_ARGUMENTS))
+def test_shared_argument_matches_keras_semantics(case, argument):
+    keras_kwargs, harness_kwargs = SHARED_ARGUMENTS[argument]
+    params = initial_params(SHAPE_LIST)
+    stream = gradient_stream(SHAPE_LIST, 60)
+    optimizer = case.make(**keras_kwargs)
+    actual, variables = run_optimizer(optimizer, params, stream)
+    semantics = KerasSemantics(case.make_reference(), case.learning_rate, **harness_kwargs)
+    expected = run_reference(semantics, params, stream)
+    assert_trajectories_close(actual, expected, rtol=1e-10)
+    if argument == "gradient_accumulation_steps":
+        assert int(optimizer.iterations.numpy()) == semantics.applied == 20
+    if argument == "use_ema":
+        for average, wanted in zip(optimizer._model_variables_moving_average, semantics.ema):
+            np.testing.assert_allclose(average.numpy(), wanted, rtol=1e-10)
+        optimizer.finalize_variable_values(variables)
+        for variable, wanted in zip(variables, semantics.ema):
+            np.testing.assert_allclose(variable.numpy(), wanted, rtol=1e-10)
+
+
+@case_param
+def test_weight_decay_respects_exclusions(case):
+    params = initial_params(SHAPE_LIST)
+    stream = gradient_stream(SHAPE_LIST, 60)
+    optimizer = case.make(weight_decay=0.125)
+    variables = make_variables(params, "float64")
+    optimizer.exclude_from_weight_decay(var_list=[variables[0], variables[2]])
+    optimizer.build(variables)
+    actual = []
+    for grads in stream:
+        optimizer.apply([tf.constant(g) for g in grads], variables)
+        actual.append([v.numpy() for v in variables])
+    semantics = KerasSemantics(
+        case.make_reference(),
+        case.learning_rate,
+        weight_decay=0.125,
+        decay_mask=[False, True, False, True],
+    )
+    assert_trajectories_close(actual, run_reference(semantics, params, stream), rtol=1e-10)
+
+
+@case_param
+def test_learning_rate_schedule(case):
+    schedule, formula = _step_decay()
+    params = initial_params(SHAPE_LIST)
+    stream = gradient_stream(SHAPE_LIST, 60)
+    actual, _ = run_optimizer(case.make(learning_rate=schedule), params, stream, mode="xla")
+    expected = run_reference(KerasSemantics(case.make_reference(), formula), params, stream)
+    assert_trajectories_close(actual, expected, rtol=1e-10)
+
+
+@case_param
+def test_mixed_float16_policy(case):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    x, y = least_squares_data()
+    model = linear_model()
+    model.compile(optimizer=case.make(), loss="mse")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    inner = model.optimizer.inner_optimizer
+    assert type(inner) is case.cls
+    history = model.fit(x, y, batch_size=16, epochs=5, shuffle=False, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert _slots(inner) and all(v.dtype == "float32" for v in _slots(inner))
+
+    # A step with a non-finite gradient is skipped: no state changes.
+    before = _optimizer_state(inner) + [w.copy() for w in model.get_weights()]
+    bad = [tf.fill(v.shape, np.inf) for v in model.trainable_variables]
+    model.optimizer.apply(bad, model.trainable_variables)
+    after = _optimizer_state(inner) + model.get_weights()
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------ 6. sparse gradients
+
+
+@case_param
+@pytest.mark.parametrize("mode", ["eager", "xla"])
+def test_sparse_gradients_match_dense(case, mode):
+    rng = np.random.default_rng(3)
+    shape = (6, 3)
+    dense_var, sparse_var = make_variables([np.ones(shape)] * 2, "float64")
+    dense_opt, sparse_opt = case.make(), case.make()
+    dense_opt.build([dense_var])
+    sparse_opt.build([sparse_var])
+    dense_step = step_function(dense_opt, [dense_var], mode)
+    sparse_step = step_function(sparse_opt, [sparse_var], mode)
+    for t in range(30):
+        # Repeated indices (as an Embedding lookup of a repeated token gives)
+        # must be summed, as in the dense gradient.
+        indices = rng.choice([0, 2, 3, 5], size=5)
+        values = rng.normal(size=(5, 3)) * (t % 4 != 0)
+        sparse = tf.IndexedSlices(
+            tf.constant(values), tf.constant(indices, tf.int64), tf.constant(shape, tf.int64)
+        )
+        dense_step([tf.convert_to_tensor(sparse)])
+        sparse_step([sparse])
+        np.testing.assert_allclose(sparse_var.numpy(), dense_var.numpy(), rtol=1e-12, atol=1e-15)
+    for a, b in zip(_optimizer_state(sparse_opt), _optimizer_state(dense_opt)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+# ------------------------------------------------ 7. invalid hyperparameters
+
+
+@case_param
+def test_invalid_hyperparameters_name_the_argument(case):
+    assert case.invalid, "every case must list invalid hyperparameters"
+    for kwargs, argument in case.invalid:
+        with pytest.raises(ValueError, match=f"`{argument}`"):
+            case.make(**kwargs)
+
+
+# ------------------------------------------------ 8. variable dtypes
+
+
+@case_param
+@pytest.mark.parametrize(
+    "dtype, steps", [("float16", 20), ("bfloat16", 20), ("float32", 20), ("float64", 20)]
+)
+def test_variable_dtypes(case, dtype, steps):
+    np_dtype = keras.backend.standardize_dtype(dtype)
+    np_dtype = np.float32 if np_dtype == "bfloat16" else np.dtype(np_dtype)
+    params = initial_params(SHAPE_LIST)
+    stream = gradient_stream(SHAPE_LIST, steps)
+    variables = make_variables(params, dtype)
+    optimizer = case.make()
+    optimizer.build(variables)
+    for grads in stream:
+        optimizer.apply([tf.constant(g, dtype=dtype) for g in grads], variables)
+    for v in variables:
+        assert v.dtype == dtype
+    wanted_state_dtype = "float32" if dtype in ("float16", "bfloat16") else dtype
+    for state in _slots(optimizer):
+        assert state.dtype == wanted_state_dtype, f"{state.path} is {state.dtype}"
+    # Rounding the iterate to the dtype every step bounds the drift from the
+    # float64 reference by a few units in the last place per step.
+    unit_roundoff = {"float16": 2**-11, "bfloat16": 2**-8, "float32": 2**-24, "float64": 2**-53}
+    rounded_params = [tf.cast(tf.constant(p), dtype).numpy().astype(np.float64) for p in params]
+    rounded_stream = [
+        [tf.cast(tf.constant(g), dtype).numpy().astype(np.float64) for g in grads]
+        for grads in stream
+    ]
+    expected = run_reference(
+        KerasSemantics(case.make_reference(), case.learning_rate),
+        rounded_params,
+        rounded_stream,
+    )[-1]
+    tolerance = 4 * steps * unit_roundoff[dtype]
+    for v, e in zip(variables, expected):
+        actual = tf.cast(v.value, "float64").numpy()
+        scale = max(1.0, float(np.max(np.abs(e))))
+        np.testing.assert_allclose(actual, e, rtol=0, atol=tolerance * scale)
+
+
+# ------------------------------------------------ 9. MirroredStrategy
+
+
+def _fit_under(strategy, case, x, y, jit_compile):
+    with strategy.scope():
+        model = linear_model()
+        model.compile(optimizer=case.make(), loss="mse", jit_compile=jit_compile)
+    _fit(model, x, y, 3)
+    return model
+
+
+@case_param
+def test_mirrored_strategy_matches_single_device(case):
+    # fit(jit_compile=True) under MirroredStrategy over logical CPU devices
+    # fails for Keras's own optimizers too (XLA places the step on one
+    # device), so this runs the strategy's own per-replica graphs.
+    jit_compile = False
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    single = _fit_under(tf.distribute.OneDeviceStrategy("/cpu:0"), case, x, y, jit_compile)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = _fit_under(strategy, case, x, y, jit_compile)
+    for a, b in zip(mirrored.get_weights(), single.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    for variable in mirrored.weights + mirrored.optimizer.variables:
+        replicas = strategy.experimental_local_results(variable.value)
+        assert len(replicas) == 2
+        np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())
