@@ -77,7 +77,7 @@ def run_comparison(
     out_dir=None,
     jit_compile=True,
     print_every=10,
-    stream=sys.stdout,
+    stream=None,
 ):
     """Train `task` with each optimizer entry and seed; return the output folder.
 
@@ -89,6 +89,7 @@ def run_comparison(
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; known: {', '.join(sorted(TASKS))}.")
     task = TASKS[task]
+    stream = stream or sys.stdout
     optimizers = tuple(optimizers or task.default_optimizers)
     epochs = epochs or task.epochs
     out_dir = pathlib.Path(out_dir or pathlib.Path("results") / task.name)
