@@ -22,9 +22,9 @@ import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _loop  # noqa: E402
 import keras_momenta as km  # noqa: E402
 from yogi import Yogi  # noqa: E402
 
@@ -59,19 +59,11 @@ def trajectory(optimizer, grads, chunk=5000):
     x = keras.Variable(np.zeros(()), dtype="float64")
     optimizer.build([x])
 
-    @tf.function(jit_compile=True)
-    def run_chunk(chunk_grads):
-        def body(i, xs):
-            optimizer.apply([chunk_grads[i]], [x])
-            return i + 1, xs.write(i, x.value)
+    def step(gradient):
+        optimizer.apply([gradient], [x])
+        return x.value
 
-        n = tf.shape(chunk_grads)[0]
-        xs = tf.TensorArray(tf.float64, size=n)
-        _, xs = tf.while_loop(lambda i, _: i < n, body, (0, xs))
-        return xs.stack()
-
-    pieces = [run_chunk(tf.constant(grads[i : i + chunk])) for i in range(0, len(grads), chunk)]
-    return np.concatenate([p.numpy() for p in pieces])
+    return _loop.scan(step, grads, chunk)
 
 
 def steps_to_reach(xs, target=-1.0):

@@ -77,6 +77,10 @@ def check_bool(name, value):
 class MomentaOptimizer(keras.optimizers.Optimizer):
     """Base class of the keras_momenta optimizers (not used directly)."""
 
+    # True when `update_step` only adds to the variable an amount that does
+    # not depend on its value (what `km.IGT` needs of its inner optimizer).
+    value_independent_update = False
+
     def __init__(self, learning_rate, **kwargs):
         check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, **kwargs)
@@ -110,10 +114,101 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
         """The 1-based number of the update being applied, as `dtype`."""
         return ops.cast(self.iterations + 1, dtype)
 
-    def evaluation_weights(self, var_list):
-        """Values of the point this optimizer reports as its answer.
+    # ----------------------------------------------------------- output point
+    #
+    # Some optimizers report as their answer a point other than the one where
+    # gradients are taken (IGT's true iterate, the averages of AM1/AM2-SGD
+    # option II). They keep that point in an "output slot" per variable and
+    # override `_output_slots`. Everything below is shared: reading the point
+    # (`evaluation_weights`), swapping it into the model and back
+    # (`swap_evaluation_weights`, used by `km.callbacks.SwapEvaluationWeights`)
+    # and writing it into the model at the end of `fit`
+    # (`finalize_variable_values`).
 
-        For optimizers whose answer is the point where gradients are taken,
-        these are the values of `var_list` themselves.
+    evaluation_weights_in_model = False
+
+    def _output_slots(self, variable):
+        """(output slot, stash slot or None) for `variable`; None if no output point.
+
+        The stash is a state variable that is free between steps, used to keep
+        the training point while the output point is in the model. Without one,
+        the swap exchanges the values of the variable and the output slot.
         """
-        return [ops.convert_to_tensor(v) for v in var_list]
+        return None
+
+    def _output_value(self, variable, output_slot):
+        # Before the first update the output slot is not yet initialised: the
+        # output point is the starting point, which the variable holds.
+        return ops.where(
+            ops.equal(self.iterations, 0), variable, ops.cast(output_slot, variable.dtype)
+        )
+
+    def evaluation_weights(self, var_list):
+        """Values of the point this optimizer reports as its answer, per variable.
+
+        For optimizers whose answer is the point where gradients are taken
+        these are the variables' own values.
+        """
+        values = []
+        for variable in var_list:
+            slots = self._output_slots(variable)
+            if slots is None or self.evaluation_weights_in_model:
+                values.append(ops.convert_to_tensor(variable))
+            else:
+                values.append(self._output_value(variable, slots[0]))
+        return values
+
+    def swap_evaluation_weights(self, var_list):
+        """Exchange the training point and the output point in the model, in place."""
+        into_model = not self.evaluation_weights_in_model
+        for variable in var_list:
+            slots = self._output_slots(variable)
+            if slots is None:
+                continue
+            output, stash = slots
+            if stash is not None and into_model:
+                self._update_replicas(variable, self._stash_and_load, output, stash)
+            elif stash is not None:
+                self._update_replicas(variable, lambda var, out, st: var.assign(ops.cast(st, var.dtype)), output, stash)
+            else:
+                self._update_replicas(variable, self._exchange, output)
+        self.evaluation_weights_in_model = into_model
+
+    def finalize_variable_values(self, var_list):
+        """At the end of `fit`: the model variables take the output point."""
+        super().finalize_variable_values(var_list)
+        for variable in var_list:
+            slots = self._output_slots(variable)
+            if slots is None:
+                continue
+            if not self.evaluation_weights_in_model:
+                self._update_replicas(
+                    variable, lambda var, out: var.assign(self._output_value(var, out)), slots[0]
+                )
+            elif slots[1] is None:
+                # The exchange left the training point in the output slot.
+                self._update_replicas(
+                    variable, lambda var, out: out.assign(ops.cast(var, out.dtype)), slots[0]
+                )
+        self.evaluation_weights_in_model = False
+
+    def _stash_and_load(self, variable, output, stash):
+        value = self._output_value(variable, output)
+        stash.assign(ops.cast(variable, stash.dtype))
+        variable.assign(value)
+
+    def _exchange(self, variable, output):
+        value = self._output_value(variable, output)
+        output.assign(ops.cast(variable, output.dtype))
+        variable.assign(value)
+
+    def _update_replicas(self, variable, fn, *slots):
+        """Run `fn(variable, *slots)` on every replica's copies (outside a step)."""
+        strategy = getattr(self, "_distribution_strategy", None)
+        if strategy is None:
+            fn(variable, *slots)
+            return
+        raw = lambda v: v.value if isinstance(v, keras.Variable) else v  # noqa: E731
+        strategy.extended.update(
+            raw(variable), fn, args=tuple(raw(s) for s in slots), group=False
+        )

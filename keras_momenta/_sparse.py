@@ -11,6 +11,10 @@ are left to the optimizer and handled here:
   zero rows it leaves are harmless to scatter-add updates.
 * per-row arithmetic with state: `map_rows` applies a function to the gradient
   rows and the matching rows of per-variable state, touching no other row.
+
+An optimizer whose update moves every row anyway (momentum keeps moving rows
+the gradient does not touch) gains nothing from the sparse form and can take
+`to_dense`.
 """
 
 import keras
@@ -71,3 +75,25 @@ def map_rows(fn, gradient, *states):
     return tf.IndexedSlices(
         fn(gradient.values, *rows), gradient.indices, gradient.dense_shape
     )
+
+
+def densify(gradient):
+    """The dense equivalent (repeated rows summed) of a possibly sparse gradient."""
+    if is_row_sparse(gradient):
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+def to_dense(gradient, shape):
+    """The dense equivalent of a gradient (repeated rows summed).
+
+    Uses the variable's static `shape`, so it compiles under XLA even when
+    the `IndexedSlices` carry their dense shape as a runtime tensor.
+    """
+    if not is_row_sparse(gradient):
+        return gradient
+    import tensorflow as tf
+
+    return tf.math.unsorted_segment_sum(gradient.values, gradient.indices, shape[0])

@@ -59,6 +59,8 @@ class Expectigrad(MomentaOptimizer):
             `gradient_accumulation_steps`, `name`).
     """
 
+    value_independent_update = True
+
     def __init__(
         self,
         learning_rate=1e-3,

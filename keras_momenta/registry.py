@@ -1,9 +1,18 @@
 """Every optimizer of the package by name, for configuration files and tools."""
 
+from keras_momenta.amortized_nesterov import AM1SGD, AM2SGD
+from keras_momenta.dissecting_adam import MSSD, MSVAG, AdamStar
 from keras_momenta.expectigrad import Expectigrad
+from keras_momenta.igt import IGT
 
 OPTIMIZERS = {
+    "am1sgd": AM1SGD,
+    "am2sgd": AM2SGD,
+    "adamstar": AdamStar,
     "expectigrad": Expectigrad,
+    "igt": IGT,
+    "mssd": MSSD,
+    "msvag": MSVAG,
 }
 
 

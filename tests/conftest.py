@@ -15,6 +15,20 @@ tf.config.set_logical_device_configuration(
 )
 
 
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One two-replica MirroredStrategy for the whole session.
+
+    TensorFlow remembers the shapes of each collective instance key for the
+    whole process, and every new strategy numbers its all-reduces from the
+    same key again: a second strategy whose first all-reduce has other shapes
+    (another model, or a train step with one more all-reduce) fails with
+    "Shape mismatch in the collective instance". Sharing one strategy keeps
+    the keys unique.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
 
@@ -29,8 +43,8 @@ def _clean_keras_state():
 
 
 def pytest_collection_modifyitems(config, items):
-    """`slow` tests run in CI (CI=true) or when selected with `-m slow`."""
-    if os.environ.get("CI", "").lower() == "true" or config.option.markexpr:
+    """`slow` tests run with KM_RUN_SLOW=1 or when selected with `-m slow`."""
+    if os.environ.get("KM_RUN_SLOW") == "1" or config.option.markexpr:
         return
     kept = [item for item in items if "slow" not in item.keywords]
     deselected = [item for item in items if "slow" in item.keywords]

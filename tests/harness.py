@@ -5,6 +5,11 @@ around `update_step`: loss-scale unscaling, gradient accumulation (mean over
 the accumulated micro-steps, learning-rate schedules evaluated at the
 micro-step count), clipping (`clipnorm`, `global_clipnorm`, `clipvalue`),
 decoupled weight decay before the update, and the model-variable EMA.
+
+Optimizers with a mini-batch variance estimate also take per-example
+statistics `(square_sums, batch_size)` with each gradient: they are of the
+unscaled per-example losses, so loss scaling and clipping leave them alone,
+and they add up over accumulated micro-steps (B is then the examples of all).
 """
 
 import numpy as np
@@ -39,13 +44,14 @@ class KerasSemantics:
         self.calls = 0
         self.applied = 0
         self.accumulated = None
+        self.accumulated_statistics = None
         self.ema = None
 
     def _lr(self):
         lr = self.learning_rate
         return float(lr(self.calls)) if callable(lr) else float(lr)
 
-    def step(self, params, grads):
+    def step(self, params, grads, statistics=None):
         params = [np.asarray(p, np.float64) for p in params]
         grads = [np.asarray(g, np.float64) for g in grads]
         if self.loss_scale_factor:
@@ -53,22 +59,48 @@ class KerasSemantics:
         if self.accumulated is None:
             self.accumulated = [np.zeros_like(g) for g in grads]
         self.accumulated = [a + g for a, g in zip(self.accumulated, grads)]
+        if statistics is not None:
+            self._accumulate_statistics(statistics)
         lr = self._lr()
         self.calls += 1
         if self.calls % self.accumulation:
             return self._track_ema(params)
         grads = [a / self.accumulation for a in self.accumulated]
         self.accumulated = None
+        extra = {}
+        if self.accumulated_statistics is not None:
+            extra["statistics"] = self.accumulated_statistics
+            self.accumulated_statistics = None
         grads = self._clip(grads)
         if self.weight_decay:
             mask = self.decay_mask or [True] * len(params)
-            params = [
-                p - lr * self.weight_decay * p if decays else p
-                for p, decays in zip(params, mask)
-            ]
-        params = self.reference.step(params, grads, lr)
+            if hasattr(self.reference, "apply_weight_decay"):
+                # Optimizers whose model variable is not their iterate decay
+                # the iterate themselves.
+                self.reference.apply_weight_decay(params, lr, self.weight_decay, mask)
+            else:
+                params = [
+                    p - lr * self.weight_decay * p if decays else p
+                    for p, decays in zip(params, mask)
+                ]
+        params = self.reference.step(params, grads, lr, **extra)
         self.applied += 1
         return self._track_ema(params)
+
+    def _accumulate_statistics(self, statistics):
+        square_sums, batch_size = statistics
+        square_sums = [np.asarray(s, np.float64) for s in square_sums]
+        if self.accumulated_statistics is not None:
+            previous_sums, previous_size = self.accumulated_statistics
+            square_sums = [a + s for a, s in zip(previous_sums, square_sums)]
+            batch_size = previous_size + batch_size
+        self.accumulated_statistics = (square_sums, batch_size)
+
+    def output_point(self, params):
+        """The optimizer's answer: its own output point, or the parameters."""
+        if hasattr(self.reference, "output_point"):
+            return self.reference.output_point()
+        return params
 
     def _clip(self, grads):
         if self.clipnorm:
@@ -112,3 +144,23 @@ def gradient_stream(shapes, steps, seed=0):
 def initial_params(shapes, seed=1):
     rng = np.random.default_rng(seed)
     return [np.asarray(rng.normal(size=s), np.float64) for s in shapes]
+
+
+def minibatch_statistics(stream, seed=2):
+    """Per-example statistics `(square_sums, batch_size)` for each step of `stream`.
+
+    Built from a chosen unbiased variance ŝ of the batch mean, so that
+    ((1/B)·Σₖ∇ℓₖ² − g²)/(B − 1) = ŝ: zero for some coordinates, from far
+    below to far above g², and batches of one example (no variance at all).
+    """
+    rng = np.random.default_rng(seed)
+    statistics = []
+    for grads in stream:
+        batch_size = int(rng.choice([1, 2, 4, 8]))
+        square_sums = []
+        for g in grads:
+            noise = rng.normal(size=g.shape) * rng.choice([0.0, 0.1, 1.0, 3.0], size=g.shape)
+            s_hat = noise**2 * (g**2 + 0.01)
+            square_sums.append(batch_size * (g**2 + (batch_size - 1) * s_hat))
+        statistics.append((square_sums, batch_size))
+    return statistics

@@ -102,5 +102,5 @@ def test_zero_gradients_never_make_nan():
 def test_registry_and_get():
     assert km.OPTIMIZERS["expectigrad"] is km.Expectigrad
     assert isinstance(km.get("Expectigrad", beta=0.5), km.Expectigrad)
-    with pytest.raises(ValueError, match="known: expectigrad"):
+    with pytest.raises(ValueError, match="known: .*expectigrad"):
         km.get("nope")

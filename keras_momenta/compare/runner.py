@@ -1,6 +1,7 @@
 """Train a task with several optimizers and seeds; write CSVs, plots, a table."""
 
 import csv
+import dataclasses
 import pathlib
 import sys
 import time
@@ -8,6 +9,7 @@ import time
 import keras
 import numpy as np
 
+from keras_momenta.callbacks import SwapEvaluationWeights
 from keras_momenta.compare import report
 from keras_momenta.compare.optimizers import make_optimizer
 from keras_momenta.compare.tasks import TASKS
@@ -62,9 +64,15 @@ def train_one(task, optimizer_name, seed, epochs, jit_compile, progress):
         metrics=[task.metric],
         jit_compile=jit_compile,
     )
-    # The pipelines shuffle with the seed themselves.
+    # The pipelines shuffle with the seed themselves. Test metrics are taken
+    # at each optimizer's answer (IGT's true iterate, AM option II's average).
     model.fit(
-        train, validation_data=test, epochs=epochs, shuffle=False, verbose=0, callbacks=[progress]
+        train,
+        validation_data=test,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[SwapEvaluationWeights(), progress],
     )
     return progress.rows
 
@@ -92,6 +100,8 @@ def run_comparison(
     stream = stream or sys.stdout
     optimizers = tuple(optimizers or task.default_optimizers)
     epochs = epochs or task.epochs
+    # Optimizer entries with schedules read the run's length from the task.
+    task = dataclasses.replace(task, epochs=epochs)
     out_dir = pathlib.Path(out_dir or pathlib.Path("results") / task.name)
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)

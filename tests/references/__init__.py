@@ -5,5 +5,6 @@ of arrays and keeps its own state; `t` counts the updates applied.
 """
 
 from tests.references.expectigrad import ExpectigradReference
+from tests.references.igt import IGTReference
 
-__all__ = ["ExpectigradReference"]
+__all__ = ["ExpectigradReference", "IGTReference"]

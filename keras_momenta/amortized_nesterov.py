@@ -1,0 +1,509 @@
+"""Amortized Nesterov's momentum: AM1-SGD and AM2-SGD (Zhou, Jin, Ding & Cheng, 2020)."""
+
+import numbers
+import random
+
+import keras
+from keras import ops
+
+from keras_momenta import _sparse
+from keras_momenta._base import MomentaOptimizer, check_in_range, constant, state_dtype
+
+OPTIONS = ("I", "II")
+
+
+def check_amortization(value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`amortization` must be an integer >= 1; got {value!r}.")
+
+
+def check_option(value):
+    if value not in OPTIONS:
+        raise ValueError(f"`option` must be one of {OPTIONS}; got {value!r}.")
+
+
+class AmortizedNesterov(MomentaOptimizer):
+    """Shared machinery of AM1-SGD and AM2-SGD (not used directly).
+
+    Both start their amortization afresh at step `restart_step`: state that
+    must begin at the variable's value is set on that step, inside
+    `update_step` (in `build()` the assignment would be lost under `fit`).
+    `restart()` moves `restart_step` to the next step.
+    """
+
+    def __init__(self, learning_rate, momentum, amortization, option, use_ema=False, **kwargs):
+        check_in_range("momentum", momentum, 0.0, 1.0)
+        check_amortization(amortization)
+        check_option(option)
+        if use_ema and option == "II":
+            raise ValueError(
+                "`use_ema=True` is not supported with option II, whose answer is "
+                "already an average of iterates; use option I with `use_ema`."
+            )
+        super().__init__(learning_rate=learning_rate, use_ema=use_ema, **kwargs)
+        self.momentum = float(momentum)
+        self.amortization = int(amortization)
+        self.option = option
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._restart_step = self.add_variable(
+            shape=(),
+            dtype=self.iterations.dtype,
+            initializer="zeros",
+            aggregation="only_first_replica",
+            name="restart_step",
+        )
+        # Exchanging a float32 output point with a 16-bit variable would round
+        # it; for those variables the training point is stashed instead.
+        self._stashes = [
+            self.add_state_variable(v, "stash")
+            if self.option == "II" and state_dtype(v.dtype) != v.dtype
+            else None
+            for v in var_list
+        ]
+
+    def restart(self):
+        """Start the amortization afresh from the current point at the next step.
+
+        As Section 6.1 of the paper advises after a learning-rate drop: the
+        next step runs as the first step of a new run started at the model's
+        current values (the averages and the point table restart there).
+        Call it between steps (e.g. from a callback), with the training point
+        in the model. The restart is kept in the optimizer's state, so it
+        survives checkpoints.
+        """
+        if not self.built:
+            return
+        step = ops.convert_to_tensor(self.iterations)
+        self._update_replicas(self._restart_step, lambda start: start.assign(step))
+
+    def finalize_variable_values(self, var_list):
+        """At the end of `fit`: the model takes the answer (option II), and a
+        further `fit` restarts the amortization from there."""
+        super().finalize_variable_values(var_list)
+        if self.option == "II":
+            # x̃ or φ̄ has replaced x; averages and table built around x would
+            # no longer belong to the point the model holds.
+            self.restart()
+
+    def _fresh(self):
+        """True on the first step after the start or a restart."""
+        return ops.equal(self.iterations, self._restart_step)
+
+    def _output_value(self, variable, output_slot):
+        # Until the first step after a (re)start the answer is the start point.
+        return ops.where(self._fresh(), variable, ops.cast(output_slot, variable.dtype))
+
+    def _output_slots(self, variable):
+        if self.option == "I":
+            return None
+        index = self._get_variable_index(variable)
+        return self._outputs[index], self._stashes[index]
+
+    def _gradient_step(self, gradient, value, learning_rate):
+        """x − η·g for x = `value`."""
+        gradient = _dense(gradient, value, value.dtype)
+        return ops.subtract(value, ops.multiply(ops.cast(learning_rate, value.dtype), gradient))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"momentum": self.momentum, "amortization": self.amortization, "option": self.option}
+        )
+        return config
+
+
+def _dense(gradient, like, dtype):
+    """The gradient as a dense `dtype` tensor: every row moves once momentum
+    is added, so row-sparse gradients gain nothing."""
+    return _sparse.to_dense(_sparse.cast(gradient, dtype), like.shape)
+
+
+def _read(variable, dtype):
+    """The variable's current value as a tensor of `dtype`.
+
+    `update_step` receives a `tf.Variable`, which `ops.cast` to its own dtype
+    returns as is: used after the variable is written, it would give the new
+    value.
+    """
+    return ops.cast(ops.copy(variable), dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_momenta")
+class AM1SGD(AmortizedNesterov):
+    """AM1-SGD: SGD with amortized Nesterov's momentum (paper's Algorithm 2).
+
+    With m = `amortization`, starting from x̃ = x₀ and x̃⁺ = 0, each step
+    k = 0, 1, ... with stochastic gradient g taken at the model variable x:
+
+        x ← x − η·g
+        x̃⁺ ← x̃⁺ + x/m
+        every m-th step:  x ← x + β·(x̃⁺ − x̃);  x̃ ← x̃⁺;  x̃⁺ ← 0
+
+    The momentum is injected once per m steps and comes from two consecutive
+    averages of m iterates. m = 1 is SGD with Nesterov's momentum.
+
+    Option I reports x (the paper's heuristic option, like Keras's and
+    PyTorch's Nesterov SGD); option II reports x̃, the average of the last
+    completed block of m iterates (the option the paper analyses). The model
+    variables always hold x; option II's answer is read with
+    `evaluation_weights`, swapped in around evaluation by
+    `km.callbacks.SwapEvaluationWeights` and written into the model at the end
+    of `fit`, after which a further `fit` restarts the amortization from it.
+
+    Cost: this class keeps the *sum* of the block's iterates (x̃⁺ times m)
+    and divides once per block, and it does the every-m-th-step work in a
+    branch that is skipped on the other steps. A step inside a block thus
+    reads and writes x and the sum only, and the amortized cost per step
+    falls as m grows (without XLA; an XLA conditional writes back whatever
+    its branches touch). It equals Algorithm 2 up to rounding (tested).
+
+    `restart()` starts the amortization afresh (x̃ ← x, empty block) at the
+    next step; `km.callbacks.RestartOnLearningRateDrop` calls it after a
+    learning-rate drop (Section 6.1).
+
+    State per variable: two copies of the parameters, x̃ and the block's sum
+    (one, x̃, when m = 1); with option II and a float16/bfloat16 variable, one
+    more, a stash for the training point while the answer is swapped into the
+    model. The state is float32 for 16-bit variables.
+
+    Row-sparse gradients are made dense: every row moves at block ends.
+
+    Reference: K. Zhou, Y. Jin, Q. Ding and J. Cheng, "Amortized Nesterov's
+    Momentum: A Robust Momentum and Its Application to Deep Learning", UAI
+    2020, Algorithm 2 and Section 6.
+
+    Args:
+        learning_rate: η > 0, a float, a `LearningRateSchedule` or a callable.
+        momentum: β in [0, 1).
+        amortization: m, an integer ≥ 1.
+        option: "I" (the answer is the training point x) or "II" (the
+            average; see above).
+        **kwargs: the arguments shared by all Keras optimizers (`weight_decay`,
+            `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema` (option I
+            only: option II's answer is already an average), `ema_momentum`,
+            `ema_overwrite_frequency`, `loss_scale_factor`,
+            `gradient_accumulation_steps`, `name`).
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.1,
+        momentum=0.9,
+        amortization=5,
+        option="II",
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="am1sgd",
+        **kwargs,
+    ):
+        super().__init__(
+            learning_rate=learning_rate,
+            momentum=momentum,
+            amortization=amortization,
+            option=option,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
+        )
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._outputs = [self.add_state_variable(v, "average") for v in var_list]
+        self._sums = (
+            [self.add_state_variable(v, "block_sum") for v in var_list]
+            if self.amortization > 1
+            else None
+        )
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = state_dtype(variable.dtype)
+        index = self._get_variable_index(variable)
+        beta = constant(self.momentum, dtype)
+        m = self.amortization
+        average = self._outputs[index]  # x̃
+        block_sum = self._sums[index] if m > 1 else None
+
+        def step(first):
+            # `first`: this step starts the run (x̃ ← x₀, empty block). With
+            # m > 1 it never ends a block. The formulas are arranged so that
+            # XLA fuses each branch into one pass over its tensors.
+            start = _read(variable, dtype)
+            x = self._gradient_step(gradient, start, learning_rate)
+            previous = start if first else average
+            if m == 1:  # every step ends a block of one: x̃⁺ = x
+                self.assign(variable, ops.cast((1 + beta) * x - beta * previous, variable.dtype))
+                self.assign(average, x)
+            elif first:
+                self.assign(variable, ops.cast(x, variable.dtype))
+                self.assign(block_sum, x)
+                self.assign(average, start)
+            else:
+                position = ops.mod(self.iterations - self._restart_step + 1, m)
+                ops.cond(ops.equal(position, 0), end_block, inside_block)
+
+        def end_block():
+            x = self._gradient_step(gradient, _read(variable, dtype), learning_rate)
+            mean = ops.divide(block_sum + x, constant(m, dtype))
+            self.assign(variable, ops.cast(x + beta * (mean - average), variable.dtype))
+            self.assign(average, mean)
+            self.assign(block_sum, ops.zeros_like(x))
+
+        def inside_block():
+            step = ops.multiply(ops.cast(learning_rate, dtype), _dense(gradient, variable, dtype))
+            self.assign_sub(variable, ops.cast(step, variable.dtype))
+            self.assign_add(block_sum, ops.cast(variable, dtype))  # the updated x
+
+        # Separate branches, so that a regular step reads only what it uses.
+        ops.cond(self._fresh(), lambda: step(True), lambda: step(False))
+
+
+# Index hash: MurmurHash3's 32-bit finalizer, a bijection of 32-bit integers
+# with full avalanche. Computed in int64 with every product below 2⁵⁰, so it
+# is exact on every device and under XLA.
+_MASK32 = 0xFFFFFFFF
+_SEED_SALT = 0x9E3779B9
+
+
+def _multiply32(a, c):
+    """(a·c) mod 2³² for int64 0 ≤ a < 2³² and a Python int constant c."""
+    low, high = c & 0xFFFF, c >> 16
+    high_part = ops.left_shift(ops.bitwise_and(a * high, 0xFFFF), 16)
+    return ops.bitwise_and(a * low + high_part, _MASK32)
+
+
+def _finalize32(h):
+    h = ops.bitwise_xor(h, ops.right_shift(h, 16))
+    h = _multiply32(h, 0x85EBCA6B)
+    h = ops.bitwise_xor(h, ops.right_shift(h, 13))
+    h = _multiply32(h, 0xC2B2AE35)
+    return ops.bitwise_xor(h, ops.right_shift(h, 16))
+
+
+def point_index(seed, step, amortization):
+    """AM2-SGD's table index jₖ for step k = `step`, from `seed` alone.
+
+    jₖ = F(F(F(seed ⊕ 0x9E3779B9) ⊕ (k mod 2³²)) ⊕ ⌊k / 2³²⌋) mod m, where F is
+    MurmurHash3's 32-bit finalizer: the same on every replica, worker and
+    device, and reproducible.
+    """
+    seed = ops.cast(seed, "int64")
+    step = ops.cast(step, "int64")
+    h = _finalize32(ops.bitwise_xor(seed, _SEED_SALT))
+    h = _finalize32(ops.bitwise_xor(h, ops.bitwise_and(step, _MASK32)))
+    h = _finalize32(ops.bitwise_xor(h, ops.right_shift(step, 32)))
+    return ops.cast(ops.mod(h, amortization), "int32")
+
+
+def check_seed(seed):
+    if seed is None:
+        return
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed <= _MASK32:
+        raise ValueError(f"`seed` must be None or an integer in [0, 2**32 - 1]; got {seed!r}.")
+
+
+@keras.saving.register_keras_serializable(package="keras_momenta")
+class AM2SGD(AmortizedNesterov):
+    """AM2-SGD: amortized Nesterov's momentum from a point table (Algorithm 4).
+
+    A table φ of m = `amortization` points per variable, all starting at x₀,
+    and (option II) their mean φ̄ = x₀. Each step k with stochastic gradient g
+    taken at the model variable x:
+
+        φ_{jₖ} ← x − η·g                      (the other entries unchanged)
+        x ← φ_{jₖ}(new) + β·(φ_{jₖ₊₁} − φ_{jₖ}(old))
+        φ̄ ← φ̄ + (φ_{jₖ}(new) − φ_{jₖ}(old))/m
+
+    with jₖ uniform in {0, ..., m−1}. The momentum comes from two random past
+    iterates of the table. m = 1 is SGD with Nesterov's momentum.
+
+    The index is not drawn from a random-number generator: jₖ is a hash of
+    (`seed`, k) (see `point_index`), so it is the same for every variable, on
+    every replica and worker and under XLA, and reproducible. The seed is
+    kept in an optimizer variable, so checkpoints restore the index sequence.
+
+    Option II (default) reports φ̄ (read it with `evaluation_weights`, swap
+    it in with `km.callbacks.SwapEvaluationWeights`; `fit` writes it into the
+    model at its end, and a further `fit` restarts from it). Option I reports
+    x; the paper found option I *unstable* for AM2-SGD and does not recommend
+    it (Section 3.1), attributing this to the extra randomness of jₖ.
+
+    `restart()` starts afresh at the next step (every table entry and φ̄ ←
+    x); `km.callbacks.RestartOnLearningRateDrop` calls it after a
+    learning-rate drop (Section 6.1).
+
+    State per variable: m + 1 copies of the parameters (the table and φ̄; m
+    with option I); with option II and a float16/bfloat16 variable, one more,
+    a stash for the training point while the answer is swapped into the model.
+    The state is float32 for 16-bit variables. A step reads two rows of the
+    table and writes one.
+
+    Row-sparse gradients are made dense: every row moves with the momentum.
+
+    Reference: K. Zhou, Y. Jin, Q. Ding and J. Cheng, "Amortized Nesterov's
+    Momentum: A Robust Momentum and Its Application to Deep Learning", UAI
+    2020, Algorithm 4 and Sections 3.1 and 6.
+
+    Args:
+        learning_rate: η > 0, a float, a `LearningRateSchedule` or a callable.
+        momentum: β in [0, 1).
+        amortization: m, an integer ≥ 1.
+        option: "I" (the answer is the training point x) or "II" (the
+            average; see above).
+        **kwargs: the arguments shared by all Keras optimizers (`weight_decay`,
+            `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema` (option I
+            only: option II's answer is already an average), `ema_momentum`,
+            `ema_overwrite_frequency`, `loss_scale_factor`,
+            `gradient_accumulation_steps`, `name`).
+        seed: integer in [0, 2³² − 1] for the index sequence; None draws one
+            (from Python's `random`, which `keras.utils.set_random_seed` seeds).
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.1,
+        momentum=0.9,
+        amortization=5,
+        option="II",
+        seed=None,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="am2sgd",
+        **kwargs,
+    ):
+        check_seed(seed)
+        super().__init__(
+            learning_rate=learning_rate,
+            momentum=momentum,
+            amortization=amortization,
+            option=option,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
+        )
+        self.seed = random.randint(0, _MASK32) if seed is None else int(seed)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._seed = self.add_variable(
+            shape=(),
+            dtype="int64",
+            initializer=keras.initializers.Constant(self.seed),
+            aggregation="only_first_replica",
+            name="seed",
+        )
+        self._tables = []
+        for variable in var_list:
+            path = getattr(variable, "path", variable.name)
+            with self._colocated_with(variable):
+                self._tables.append(
+                    self.add_variable(
+                        shape=(self.amortization, *variable.shape),
+                        dtype=state_dtype(variable.dtype),
+                        name=f"{str(path).replace('/', '_')}_point_table",
+                    )
+                )
+        self._outputs = (
+            [self.add_state_variable(v, "table_mean") for v in var_list]
+            if self.option == "II"
+            else None
+        )
+
+    def point_index(self, step):
+        """The table index jₖ used at 0-based step k = `step` (a tensor or int)."""
+        if self.amortization == 1:
+            return ops.zeros((), "int32")
+        return point_index(self._seed, step, self.amortization)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = state_dtype(variable.dtype)
+        index = self._get_variable_index(variable)
+        beta = constant(self.momentum, dtype)
+        m = self.amortization
+        table = self._tables[index]
+        mean = self._outputs[index] if self.option == "II" else None
+        j = self.point_index(self.iterations)
+        j_next = self.point_index(self.iterations + 1)
+
+        def step(first):
+            # `first`: this step starts the run, every table entry at x₀.
+            start = _read(variable, dtype)
+            new = self._gradient_step(gradient, start, learning_rate)
+            if first:
+                old = following = start
+                rows = ops.reshape(ops.arange(m, dtype="int32"), (m,) + (1,) * len(start.shape))
+                self.assign(table, ops.where(ops.equal(rows, j), new[None], start[None]))
+            else:
+                old, following = _read_row(table, j), _read_row(table, j_next)
+                _write_row(self, table, j, new)
+            # φ_{jₖ₊₁} is taken from the updated table: the new entry if jₖ₊₁ = jₖ.
+            following = ops.where(ops.equal(j_next, j), new, following)
+            self.assign(variable, ops.cast(new + beta * (following - old), variable.dtype))
+            if mean is not None:
+                change = ops.divide(new - old, constant(m, dtype))
+                self.assign(mean, (start if first else mean) + change)
+
+        # Separate branches, so that a regular step reads only what it uses.
+        ops.cond(self._fresh(), lambda: step(True), lambda: step(False))
+
+    def get_config(self):
+        config = super().get_config()
+        config["seed"] = self.seed
+        return config
+
+
+def _read_row(table, j):
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # On a resource variable `tf.gather` reads one row; reading the whole
+        # table first would make the following row write copy all of it.
+        return tf.gather(table.value, j)
+    return ops.take(table, j, axis=0)
+
+
+def _write_row(optimizer, table, j, row):
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        indices = ops.reshape(j, (1,))
+        optimizer.assign(table, tf.IndexedSlices(row[None], indices, table.shape))
+        return
+    optimizer.assign(table, ops.slice_update(table, (j,) + (0,) * len(row.shape), row[None]))

@@ -1,0 +1,142 @@
+"""Callbacks for optimizers whose answer is not the training point."""
+
+import keras
+
+
+def _unwrap(optimizer):
+    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+class SwapEvaluationWeights(keras.callbacks.Callback):
+    """Put the optimizer's output point into the model around evaluation.
+
+    Some optimizers report an answer other than the point where gradients are
+    taken: `km.IGT`'s true iterate, the averages of AM1/AM2-SGD option II.
+    This callback swaps that point into the model before `evaluate` and
+    `predict` (including `fit`'s validation) and swaps the training point back
+    afterwards, in place, so training continues unchanged. It works under
+    `tf.distribute` strategies and XLA, and sees through
+    `keras.optimizers.LossScaleOptimizer`. For optimizers without a separate
+    output point it does nothing.
+
+    With `swap_on_epoch=True` the output point is also in the model from the
+    end of each epoch to the start of the next, so callbacks listed *after*
+    this one (e.g. `keras.callbacks.ModelCheckpoint`) see and save it. A
+    checkpoint saved then holds the output point as model weights and is meant
+    for export; to resume training exactly, save without the swap.
+
+    Example:
+
+    ```python
+    model.compile(optimizer=km.IGT(keras.optimizers.SGD(0.1)), loss="mse")
+    model.fit(x, y, validation_data=(x_val, y_val),
+              callbacks=[km.callbacks.SwapEvaluationWeights()])
+    ```
+    """
+
+    def __init__(self, swap_on_epoch=False):
+        super().__init__()
+        self.swap_on_epoch = swap_on_epoch
+
+    def _optimizer(self):
+        optimizer = _unwrap(self.model.optimizer)
+        return optimizer if hasattr(optimizer, "swap_evaluation_weights") else None
+
+    def _swap(self, into_model):
+        optimizer = self._optimizer()
+        if optimizer is None or not optimizer.built:
+            return
+        if optimizer.evaluation_weights_in_model != into_model:
+            optimizer.swap_evaluation_weights(self.model.trainable_variables)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.swap_on_epoch:
+            self._swap(into_model=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.swap_on_epoch:
+            self._swap(into_model=True)
+
+    def on_test_begin(self, logs=None):
+        self._swap(into_model=True)
+
+    def on_test_end(self, logs=None):
+        self._swap(into_model=False)
+
+    def on_predict_begin(self, logs=None):
+        self._swap(into_model=True)
+
+    def on_predict_end(self, logs=None):
+        self._swap(into_model=False)
+
+
+class RestartOnLearningRateDrop(keras.callbacks.Callback):
+    """Restart AM1-SGD's and AM2-SGD's amortization after a learning-rate drop.
+
+    Averages taken across a large learning-rate reduction mix iterates of
+    very different step sizes and can give a false momentum; the paper
+    (Section 6.1) restarts the method after each reduction. Before every
+    training batch this callback reads the optimizer's learning rate (a
+    schedule's value at the current step, or the value that
+    `keras.callbacks.ReduceLROnPlateau` or `LearningRateScheduler` set) and
+    calls `optimizer.restart()` when it has fallen to `factor` times the
+    highest rate since the last restart, or lower. With a smooth decay
+    (cosine, exponential) that means one restart each time the rate has
+    fallen by `factor`, not one per step.
+
+    The restart takes effect at the next optimizer step and is part of the
+    optimizer's saved state. With `steps_per_execution=k` callbacks run once
+    per k steps, so a schedule's drop is acted on up to k − 1 steps late.
+    Optimizers without `restart()` are left alone; `LossScaleOptimizer` is
+    seen through.
+
+    Args:
+        factor: restart when the rate is at most `factor` × the reference
+            rate; in (0, 1). The default 0.5 catches the usual step
+            reductions (×0.1, ×0.2, ×0.5).
+        verbose: 1 prints a line at each restart.
+
+    Attributes:
+        restart_steps: the optimizer steps (`iterations`) at which restarts
+            were requested.
+
+    Example:
+
+    ```python
+    model.compile(optimizer=km.AM1SGD(0.1, momentum=0.9, amortization=5), loss="mse")
+    model.fit(x, y, epochs=90, callbacks=[
+        keras.callbacks.ReduceLROnPlateau(factor=0.1, patience=5),
+        km.callbacks.RestartOnLearningRateDrop(),
+    ])
+    ```
+    """
+
+    def __init__(self, factor=0.5, verbose=0):
+        super().__init__()
+        if not (isinstance(factor, (int, float)) and 0 < factor < 1):
+            raise ValueError(f"`factor` must be in (0, 1); got {factor!r}.")
+        self.factor = float(factor)
+        self.verbose = verbose
+        self.restart_steps = []
+        self._reference = None
+
+    def on_train_begin(self, logs=None):
+        self._reference = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = _unwrap(self.model.optimizer)
+        if not hasattr(optimizer, "restart"):
+            return
+        rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if self._reference is None or rate > self._reference:
+            self._reference = rate
+            return
+        if rate <= self.factor * self._reference:
+            optimizer.restart()
+            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+            self.restart_steps.append(step)
+            self._reference = rate
+            if self.verbose:
+                print(f"RestartOnLearningRateDrop: restart at step {step}, learning rate {rate:.4g}")

@@ -1,0 +1,334 @@
+"""Implicit gradient transport (Arnold, Manzagol, Babanezhad, Mitliagkas &
+Le Roux, 2019)."""
+
+import keras
+from keras import ops
+
+from keras_momenta import _sparse
+from keras_momenta._base import (
+    MomentaOptimizer,
+    check_bool,
+    check_in_range,
+    constant,
+    state_dtype,
+)
+
+# Inner optimizers whose whole step is `update_step` and whose update does not
+# read the parameter's value: IGT applies their step to a zero scratch
+# variable to obtain Δθ, so a step that reads the parameter (Lamb's trust
+# ratio, Adafactor's relative step, Ftrl's closed form) or one with extra work
+# outside `update_step` (Nadam's running product) would be wrong.
+_KERAS_INNER_OPTIMIZERS = (
+    keras.optimizers.SGD,
+    keras.optimizers.Adam,
+    keras.optimizers.AdamW,
+    keras.optimizers.Adamax,
+    keras.optimizers.RMSprop,
+    keras.optimizers.Adagrad,
+    keras.optimizers.Adadelta,
+    keras.optimizers.Lion,
+)
+
+# Shared arguments that act around the inner step and so belong on IGT.
+_WRAPPER_ONLY_ARGUMENTS = (
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "gradient_accumulation_steps",
+    "loss_scale_factor",
+)
+
+
+def _supported_inner(optimizer):
+    if type(optimizer) in _KERAS_INNER_OPTIMIZERS:
+        return True
+    return isinstance(optimizer, MomentaOptimizer) and optimizer.value_independent_update
+
+
+@keras.saving.register_keras_serializable(package="keras_momenta")
+class IGT(MomentaOptimizer):
+    """Implicit gradient transport around any value-independent Keras optimizer.
+
+    IGT is a gradient estimator. At step t = 1, 2, ... with gradient g taken
+    at the model variable (the *shifted* point):
+
+        v ← γₜ·v + (1 − γₜ)·g               the transported gradient estimate
+        Δθ = inner optimizer's step for gradient v
+        θ ← θ + Δθ                          the true iterate (optimizer state)
+        model variable ← θ + γₜ₊₁/(1 − γₜ₊₁)·Δθ   where the next gradient is taken
+
+    with γ₁ = 0. `tail_fraction` is the paper's c ∈ (0, 1]: c = 1 gives
+    γₜ = (t − 1)/t (Eq. IGT; with `SGD(momentum=μ)` inside, Heavyball-IGT,
+    Algorithm 1); c < 1 gives anytime tail averaging (Section 4),
+
+        γₜ = c(t−1)/(1 + c(t−1)) · (1 − √((1 − c)/(t(t − 1)))/c),  t ≥ 2,
+
+    which averages about the last fraction c of the gradients (ITA, HB-ITA,
+    Adam-ITA with SGD, SGD with momentum, Adam inside).
+
+    For c < 1/2 this formula makes the first γₜ negative (γₜ < 0 while
+    t(t − 1) < (1 − c)/c²; for c = 0.25, γ₂ ≈ −0.29 and γ₃ ≈ −0.14). The paper and both public implementations use it as it is, and so
+    does this class by default; `nonnegative_momentum=True` clips γₜ at 0, so
+    those early steps use the latest gradient alone. γₜ stays above −1, so the
+    weight 1 − γₜ of the new gradient stays below 2.
+
+    Δθ is what the inner optimizer writes into a scratch variable that starts
+    at zero, never the difference θ_new − θ_old: the shift multiplier grows
+    like c·t and would amplify that cancellation error.
+
+    The answer of the method is θ, not the model variable: read it with
+    `evaluation_weights`, swap it into the model around evaluation with
+    `km.callbacks.SwapEvaluationWeights`; `fit` writes it into the model when
+    it ends (`finalize_variable_values`). A further `fit` continues from θ with
+    all state kept; its first gradient is taken at θ itself rather than at the
+    extrapolated point, that is the shift starts afresh.
+
+    Decoupled weight decay acts on θ: set it either on IGT or on the inner
+    optimizer (e.g. `keras.optimizers.AdamW`), with that optimizer's learning
+    rate and exclusions. Clipping, gradient accumulation, loss scaling and EMA
+    act on the raw gradient and belong on IGT; EMA of the model variables is
+    refused, as they hold the shifted point.
+
+    Supported inner optimizers: Keras's SGD (with momentum or Nesterov), Adam,
+    AdamW, Adamax, RMSprop, Adagrad, Adadelta and Lion, and keras_momenta
+    optimizers whose update does not read the parameter values. The inner
+    optimizer's learning-rate schedule carries into the shift. Row-sparse
+    gradients are made dense (v is dense).
+
+    State per variable: v, θ and the Δθ scratch, plus the inner optimizer's.
+
+    Reference: M. Arnold, P.-A. Manzagol, R. Babanezhad, I. Mitliagkas and
+    N. Le Roux, "Reducing the variance in online optimization by transporting
+    past gradients", NeurIPS 2019, Sections 3-4 and Algorithm 1.
+
+    Args:
+        inner_optimizer: a new (not yet built) Keras optimizer that turns the
+            estimate v into a step.
+        tail_fraction: c in (0, 1]. The authors' TensorFlow code calls 1/c its
+            `tail_fraction`.
+        nonnegative_momentum: clip γₜ at 0 (see above).
+        weight_decay, clipnorm, clipvalue, global_clipnorm,
+        gradient_accumulation_steps, loss_scale_factor, name: as for every
+            Keras optimizer (weight decay acts on θ).
+    """
+
+    def __init__(
+        self,
+        inner_optimizer,
+        tail_fraction=1.0,
+        nonnegative_momentum=False,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="igt",
+        **kwargs,
+    ):
+        kwargs.pop("learning_rate", None)  # the inner optimizer's is used
+        if isinstance(inner_optimizer, dict):
+            inner_optimizer = keras.saving.deserialize_keras_object(inner_optimizer)
+        _check_inner(inner_optimizer)
+        if not (isinstance(tail_fraction, (int, float)) and 0 < tail_fraction <= 1):
+            raise ValueError(
+                f"`tail_fraction` must be in (0, 1] (the paper's c, the fraction "
+                f"of recent gradients averaged); got {tail_fraction!r}. The "
+                f"authors' TensorFlow code's `tail_fraction` is 1/c: pass its "
+                f"reciprocal."
+            )
+        check_bool("nonnegative_momentum", nonnegative_momentum)
+        if use_ema:
+            raise ValueError(
+                "`use_ema=True` is not supported by IGT: the model variables hold "
+                "the shifted point, whose average is not a meaningful answer. "
+                "IGT's answer is its true iterate: use `evaluation_weights` or "
+                "`km.callbacks.SwapEvaluationWeights`."
+            )
+        if weight_decay is not None and inner_optimizer.weight_decay is not None:
+            raise ValueError(
+                "`weight_decay` is set both on IGT and on its inner optimizer; "
+                "set it on one of them."
+            )
+        check_in_range("ema_momentum", ema_momentum, 0.0, 1.0, high_closed=True)
+        # The base class's learning rate is unused: IGT reports the inner one.
+        keras.optimizers.Optimizer.__init__(
+            self,
+            learning_rate=0.0,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=False,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            name=name,
+            **kwargs,
+        )
+        self.inner_optimizer = inner_optimizer
+        self.tail_fraction = float(tail_fraction)
+        self.nonnegative_momentum = nonnegative_momentum
+
+    # ------------------------------------------------------------------ state
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._estimates = [self.add_state_variable(v, "igt_estimate") for v in var_list]
+        self._true_params = [self.add_state_variable(v, "igt_true_param") for v in var_list]
+        self._deltas = [self.add_state_variable(v, "igt_delta") for v in var_list]
+        self.inner_optimizer.build(self._deltas)
+
+    @property
+    def variables(self):
+        return self._variables + self.inner_optimizer.variables
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    def _output_slots(self, variable):
+        index = self._get_variable_index(variable)
+        return self._true_params[index], self._deltas[index]
+
+    # ------------------------------------------------------------------- step
+
+    def momentum_at(self, step, dtype="float64"):
+        """γ at the 1-based `step` (a tensor or number), as `dtype`."""
+        return self._momentum_and_complement(step, dtype)[0]
+
+    def _momentum_and_complement(self, step, dtype):
+        """(γₜ, 1 − γₜ), the complement computed without cancellation.
+
+        γₜ → 1, and 1 − γₜ taken from a rounded γₜ loses all its digits by
+        t ≈ 1/eps (float32: relative error 6e-3 at t = 1e5).
+        """
+        t = ops.convert_to_tensor(step, dtype=dtype)
+        one = constant(1.0, dtype)
+        if self.tail_fraction == 1.0:
+            complement = ops.divide(one, t)
+            gamma = ops.divide(t - one, t)
+        else:
+            c = constant(self.tail_fraction, dtype)
+            t = ops.maximum(t, one)
+            # 1 − γₜ = (1 + √((1 − c)(t − 1)/t)) / (1 + c(t − 1)), which is 1 at t = 1.
+            denominator = one + c * (t - one)
+            complement = (one + ops.sqrt((one - c) * (t - one) / t)) / denominator
+            gamma = (c * (t - one) - ops.sqrt((one - c) * (t - one) / t)) / denominator
+        if self.nonnegative_momentum:
+            gamma = ops.maximum(gamma, ops.zeros_like(gamma))
+            complement = ops.minimum(complement, ops.ones_like(complement))
+        return gamma, complement
+
+    def _apply_weight_decay(self, variables):
+        # Decay acts on the true iterate inside `update_step`, never on the
+        # shifted point the model variables hold.
+        return
+
+    def _decay_source(self):
+        if self.weight_decay is not None:
+            return self
+        if self.inner_optimizer.weight_decay is not None:
+            return self.inner_optimizer
+        return None
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+        # The inner optimizer's own counter drives its bias corrections and
+        # schedules; it advances once per applied IGT step.
+        self.inner_optimizer.iterations.assign_add(1)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = state_dtype(variable.dtype)
+        index = self._get_variable_index(variable)
+        estimate = self._estimates[index]
+        true_param = self._true_params[index]
+        delta = self._deltas[index]
+        step = self.local_step(dtype)
+        gamma, complement = self._momentum_and_complement(step, dtype)
+        next_gamma, next_complement = self._momentum_and_complement(step + 1, dtype)
+
+        gradient = _sparse.densify(_sparse.cast(gradient, dtype))
+        # θ starts at the variable's initial value; it cannot be set in
+        # build(), which `fit` runs where assignments are dropped.
+        theta = ops.where(
+            ops.equal(self.iterations, 0), ops.cast(variable, dtype), true_param
+        )
+        decay_source = self._decay_source()
+        if decay_source is not None and decay_source._use_weight_decay(variable):
+            rate = ops.multiply(
+                ops.cast(learning_rate, dtype), constant(decay_source.weight_decay, dtype)
+            )
+            theta = ops.subtract(theta, ops.multiply(rate, theta))
+
+        # v + (1 − γ)(g − v): the small weight multiplies a small difference.
+        self.assign(
+            estimate,
+            ops.add(estimate, ops.multiply(complement, ops.subtract(gradient, estimate))),
+        )
+        self.assign(delta, ops.zeros_like(delta))
+        self.inner_optimizer.update_step(estimate, delta, learning_rate)
+        step_taken = ops.convert_to_tensor(delta)
+        new_theta = ops.add(theta, step_taken)
+        self.assign(true_param, new_theta)
+        shift = ops.divide(next_gamma, next_complement)
+        self.assign(
+            variable,
+            ops.cast(ops.add(new_theta, ops.multiply(shift, step_taken)), variable.dtype),
+        )
+
+    # ----------------------------------------------------------------- config
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("learning_rate", None)
+        config.update(
+            {
+                "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+                "tail_fraction": self.tail_fraction,
+                "nonnegative_momentum": self.nonnegative_momentum,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = keras.saving.deserialize_keras_object(
+            config.pop("inner_optimizer"), custom_objects=custom_objects
+        )
+        return cls(inner, **config)
+
+
+def _check_inner(optimizer):
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise ValueError(
+            f"`inner_optimizer` must be a Keras optimizer instance; got {optimizer!r}."
+        )
+    if not _supported_inner(optimizer):
+        names = ", ".join(c.__name__ for c in _KERAS_INNER_OPTIMIZERS)
+        raise ValueError(
+            f"`inner_optimizer` {type(optimizer).__name__} is not supported by IGT: "
+            f"IGT needs a step that does not read the parameter values and lives "
+            f"entirely in `update_step`. Supported: {names}, and keras_momenta "
+            f"optimizers such as Expectigrad."
+        )
+    if optimizer.built:
+        raise ValueError("`inner_optimizer` must be new: it has already been built.")
+    for argument in _WRAPPER_ONLY_ARGUMENTS:
+        if getattr(optimizer, argument, None):
+            raise ValueError(
+                f"`{argument}` is set on the inner optimizer; set it on IGT "
+                f"instead, which applies it to the raw gradient."
+            )

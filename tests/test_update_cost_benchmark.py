@@ -1,0 +1,53 @@
+"""The performance benchmark (benchmarks/update_cost.py) measures what it says."""
+
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_momenta as km
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+import update_cost  # noqa: E402
+
+
+@pytest.mark.parametrize("total", [10_000, 1_000_000, 4_000_000])
+def test_realistic_shapes_add_up(total):
+    shapes = update_cost.realistic_shapes(total)
+    assert sum(int(np.prod(s)) for s in shapes) == total
+    assert any(len(s) == 4 for s in shapes) and any(len(s) == 2 for s in shapes)
+
+
+def test_state_copies_count_slots_only():
+    variables = [keras.Variable(np.zeros((10, 10))), keras.Variable(np.zeros(50))]
+    adam = keras.optimizers.Adam()
+    adam.build(variables)
+    assert update_cost.state_copies(adam) == 2 * 150
+    igt = km.IGT(keras.optimizers.SGD(0.1, momentum=0.9))
+    igt.build(variables)
+    assert update_cost.state_copies(igt) == 4 * 150  # v, θ, Δθ scratch, momentum
+
+
+def test_every_package_optimizer_is_benchmarked():
+    benchmarked = set()
+    for entry in update_cost.ENTRIES:
+        optimizer = entry.make()
+        benchmarked |= {type(optimizer), type(getattr(optimizer, "inner_optimizer", optimizer))}
+    assert set(km.OPTIMIZERS.values()) <= benchmarked
+
+
+def test_tables_are_written(tmp_path):
+    update_cost.main(["--sizes", "0.01", "--repeats", "2", "--no-training", "--out", str(tmp_path)])
+    text = (tmp_path / "update_cost.md").read_text()
+    for entry in update_cost.ENTRIES:
+        assert f"| 0.01M | {entry.name} |" in text
+        assert f"| {entry.name} | {entry.passes:g} |" in text
+    assert "| keras Adam | 7 | 2.00 | 2 |" in text
+
+
+def test_scaling_exponent_is_fitted():
+    timings = {"linear": [(1e6, 1e-3), (4e6, 4e-3), (16e6, 16e-3)], "flat": [(1e6, 1.0), (4e6, 1.0)]}
+    table = update_cost.scaling_table(timings)
+    assert "| linear | 1.00 |" in table and "| flat | 0.00 |" in table
