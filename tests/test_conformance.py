@@ -390,7 +390,9 @@ def test_mixed_float16_policy(case):
     keras.mixed_precision.set_global_policy("mixed_float16")
     x, y = least_squares_data()
     model = case_model(case)
-    model.compile(optimizer=case.make(), loss="mse")
+    # A quarter of the case's step: at the full step HB-IGT with c = 1
+    # oscillates on this problem, which says nothing about mixed precision.
+    model.compile(optimizer=case.make(learning_rate=case.learning_rate / 4), loss="mse")
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     inner = model.optimizer.inner_optimizer
     assert type(inner) is case.cls
