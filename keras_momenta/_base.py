@@ -127,6 +127,11 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
 
     evaluation_weights_in_model = False
 
+    @property
+    def has_output_point(self):
+        """Whether this optimizer's answer differs from the point where gradients are taken."""
+        return False
+
     def _output_slots(self, variable):
         """(output slot, stash slot or None) for `variable`; None if no output point.
 

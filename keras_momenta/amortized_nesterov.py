@@ -97,8 +97,12 @@ class AmortizedNesterov(MomentaOptimizer):
         # Until the first step after a (re)start the answer is the start point.
         return ops.where(self._fresh(), variable, ops.cast(output_slot, variable.dtype))
 
+    @property
+    def has_output_point(self):
+        return self.option == "II"
+
     def _output_slots(self, variable):
-        if self.option == "I":
+        if not self.has_output_point:
             return None
         index = self._get_variable_index(variable)
         return self._outputs[index], self._stashes[index]
@@ -154,19 +158,19 @@ class AM1SGD(AmortizedNesterov):
     `km.callbacks.SwapEvaluationWeights` and written into the model at the end
     of `fit`, after which a further `fit` restarts the amortization from it.
 
-    Cost: this class keeps the *sum* of the block's iterates (x̃⁺ times m)
-    and divides once per block, and it does the every-m-th-step work in a
-    branch that is skipped on the other steps. A step inside a block thus
-    reads and writes x and the sum only, and the amortized cost per step
-    falls as m grows (without XLA; an XLA conditional writes back whatever
-    its branches touch). It equals Algorithm 2 up to rounding (tested).
+    Cost: instead of x̃⁺ this class keeps the block's offset
+    T = Σ(block's iterates) − m·x̃, so that x̃⁺ − x̃ = T/m, and every step is
+    one branch-free pass over x, T and x̃: the block-end work is selected
+    elementwise, since under XLA a conditional (or the selects XLA turns it
+    into) copies the state tensors it touches. It equals Algorithm 2 up to
+    rounding (tested).
 
     `restart()` starts the amortization afresh (x̃ ← x, empty block) at the
     next step; `km.callbacks.RestartOnLearningRateDrop` calls it after a
     learning-rate drop (Section 6.1).
 
-    State per variable: two copies of the parameters, x̃ and the block's sum
-    (one, x̃, when m = 1); with option II and a float16/bfloat16 variable, one
+    State per variable: two copies of the parameters, x̃ and the block's
+    offset T (one, x̃, when m = 1); with option II and a float16/bfloat16 variable, one
     more, a stash for the training point while the answer is swapped into the
     model. The state is float32 for 16-bit variables.
 
@@ -230,8 +234,8 @@ class AM1SGD(AmortizedNesterov):
             return
         super().build(var_list)
         self._outputs = [self.add_state_variable(v, "average") for v in var_list]
-        self._sums = (
-            [self.add_state_variable(v, "block_sum") for v in var_list]
+        self._offsets = (
+            [self.add_state_variable(v, "block_offset") for v in var_list]
             if self.amortization > 1
             else None
         )
@@ -242,40 +246,33 @@ class AM1SGD(AmortizedNesterov):
         beta = constant(self.momentum, dtype)
         m = self.amortization
         average = self._outputs[index]  # x̃
-        block_sum = self._sums[index] if m > 1 else None
-
-        def step(first):
-            # `first`: this step starts the run (x̃ ← x₀, empty block). With
-            # m > 1 it never ends a block. The formulas are arranged so that
-            # XLA fuses each branch into one pass over its tensors.
-            start = _read(variable, dtype)
-            x = self._gradient_step(gradient, start, learning_rate)
-            previous = start if first else average
-            if m == 1:  # every step ends a block of one: x̃⁺ = x
-                self.assign(variable, ops.cast((1 + beta) * x - beta * previous, variable.dtype))
-                self.assign(average, x)
-            elif first:
-                self.assign(variable, ops.cast(x, variable.dtype))
-                self.assign(block_sum, x)
-                self.assign(average, start)
-            else:
-                position = ops.mod(self.iterations - self._restart_step + 1, m)
-                ops.cond(ops.equal(position, 0), end_block, inside_block)
-
-        def end_block():
-            x = self._gradient_step(gradient, _read(variable, dtype), learning_rate)
-            mean = ops.divide(block_sum + x, constant(m, dtype))
-            self.assign(variable, ops.cast(x + beta * (mean - average), variable.dtype))
-            self.assign(average, mean)
-            self.assign(block_sum, ops.zeros_like(x))
-
-        def inside_block():
-            step = ops.multiply(ops.cast(learning_rate, dtype), _dense(gradient, variable, dtype))
-            self.assign_sub(variable, ops.cast(step, variable.dtype))
-            self.assign_add(block_sum, ops.cast(variable, dtype))  # the updated x
-
-        # Separate branches, so that a regular step reads only what it uses.
-        ops.cond(self._fresh(), lambda: step(True), lambda: step(False))
+        fresh = self._fresh()  # this step starts the run: x̃ ← x₀, empty block
+        start = _read(variable, dtype)
+        x = self._gradient_step(gradient, start, learning_rate)
+        if m == 1:  # every step ends a block of one: x̃⁺ = x
+            previous = ops.where(fresh, start, average)
+            self.assign(variable, ops.cast((1 + beta) * x - beta * previous, variable.dtype))
+            self.assign(average, x)
+            return
+        # Each tensor is read only before its own write or after the write it
+        # depends on, so XLA updates all three in place.
+        offset = self._offsets[index]
+        size = constant(m, dtype)
+        position = ops.mod(self.iterations - self._restart_step + 1, m)
+        begins, ends = ops.equal(position, 1), ops.equal(position, 0)
+        block_start = ops.where(fresh, start, average)
+        self.assign(offset, ops.where(begins, -size * block_start, offset) + x)
+        increment = ops.divide(_read(offset, dtype), size)  # x̃⁺ − x̃ at a block's end
+        self.assign(variable, ops.cast(ops.where(ends, x + beta * increment, x), variable.dtype))
+        # On the first step x̃ = x₀ = (x − T)/m (T = x − m·x₀), up to rounding.
+        self.assign(
+            average,
+            ops.where(
+                fresh,
+                ops.divide(x - _read(offset, dtype), size),
+                ops.where(ends, average + increment, average),
+            ),
+        )
 
 
 # Index hash: MurmurHash3's 32-bit finalizer, a bijection of 32-bit integers

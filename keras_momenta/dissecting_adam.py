@@ -245,13 +245,24 @@ class _VarianceAdapted(MomentaOptimizer):
         # but v − m² is exactly 0 at t = 1 and for a constant gradient and is
         # never negative, where the difference of two averages would be
         # rounding noise (amplified 10⁴-fold by the released code's 1/(1 − ρ)).
+        #
+        #     m ← m + w·(g − m)
+        #     v − m² ← (1 − w)·(v − m²) + w/(1 − w)·(g − m)²    with the new m
+        #
+        # (g − m_new = (1 − w)(g − m_old)). Reading only the new m lets XLA
+        # update m, v − m² and θ in place; a form that reads the old m after
+        # m is written makes it copy both state tensors every step.
         weight = ops.divide(1 - mu, 1 - mu_t)
-        delta = ops.subtract(gradient, mean)
+        complement = ops.divide(mu - mu_t, 1 - mu_t)  # 1 − w, exactly 0 at t = 1
+        self.assign_add(mean, ops.multiply(weight, ops.subtract(gradient, mean)))
+        residual = ops.subtract(gradient, mean)
         self.assign(
             variance,
-            ops.multiply(1 - weight, ops.add(variance, ops.multiply(weight, ops.square(delta)))),
+            ops.add(
+                ops.multiply(complement, variance),
+                ops.multiply(ops.divide_no_nan(weight, complement), ops.square(residual)),
+            ),
         )
-        self.assign_add(mean, ops.multiply(weight, delta))
         kappa = ops.divide(
             ops.multiply(1 - ops.square(mu_t), ops.square(1 - mu)),
             ops.multiply(1 - ops.square(mu), ops.square(1 - mu_t)),

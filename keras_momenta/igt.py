@@ -1,6 +1,8 @@
 """Implicit gradient transport (Arnold, Manzagol, Babanezhad, Mitliagkas &
 Le Roux, 2019)."""
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -13,10 +15,10 @@ from keras_momenta._base import (
     state_dtype,
 )
 
-# Inner optimizers whose whole step is `update_step` and whose update does not
-# read the parameter's value: IGT applies their step to a zero scratch
-# variable to obtain Δθ, so a step that reads the parameter (Lamb's trust
-# ratio, Adafactor's relative step, Ftrl's closed form) or one with extra work
+# Inner optimizers whose whole step is `update_step` and which only add to the
+# parameter an amount that does not depend on its value: IGT collects that
+# amount as Δθ, so a step that reads the parameter (Lamb's trust ratio,
+# Adafactor's relative step, Ftrl's closed form) or one with extra work
 # outside `update_step` (Nadam's running product) would be wrong.
 _KERAS_INNER_OPTIMIZERS = (
     keras.optimizers.SGD,
@@ -73,9 +75,9 @@ class IGT(MomentaOptimizer):
     those early steps use the latest gradient alone. γₜ stays above −1, so the
     weight 1 − γₜ of the new gradient stays below 2.
 
-    Δθ is what the inner optimizer writes into a scratch variable that starts
-    at zero, never the difference θ_new − θ_old: the shift multiplier grows
-    like c·t and would amplify that cancellation error.
+    Δθ is the amount the inner optimizer adds to θ, collected from its
+    `assign_add`/`assign_sub` calls, never the difference θ_new − θ_old: the
+    shift multiplier grows like c·t and would amplify that cancellation error.
 
     The answer of the method is θ, not the model variable: read it with
     `evaluation_weights`, swap it into the model around evaluation with
@@ -96,7 +98,9 @@ class IGT(MomentaOptimizer):
     optimizer's learning-rate schedule carries into the shift. Row-sparse
     gradients are made dense (v is dense).
 
-    State per variable: v, θ and the Δθ scratch, plus the inner optimizer's.
+    State per variable: v and θ, plus the inner optimizer's; for a float16 or
+    bfloat16 variable also a stash that keeps the shifted point while θ is
+    swapped into the model (exchanging it with the float32 θ would round θ).
 
     Reference: M. Arnold, P.-A. Manzagol, R. Babanezhad, I. Mitliagkas and
     N. Le Roux, "Reducing the variance in online optimization by transporting
@@ -183,8 +187,14 @@ class IGT(MomentaOptimizer):
         super().build(var_list)
         self._estimates = [self.add_state_variable(v, "igt_estimate") for v in var_list]
         self._true_params = [self.add_state_variable(v, "igt_true_param") for v in var_list]
-        self._deltas = [self.add_state_variable(v, "igt_delta") for v in var_list]
-        self.inner_optimizer.build(self._deltas)
+        self._stashes = [
+            self.add_state_variable(v, "igt_stash")
+            if state_dtype(v.dtype) != keras.backend.standardize_dtype(v.dtype)
+            else None
+            for v in var_list
+        ]
+        # The inner optimizer steps θ: its slots take θ's shape and dtype.
+        self.inner_optimizer.build(self._true_params)
 
     @property
     def variables(self):
@@ -198,9 +208,13 @@ class IGT(MomentaOptimizer):
     def learning_rate(self, learning_rate):
         self.inner_optimizer.learning_rate = learning_rate
 
+    @property
+    def has_output_point(self):
+        return True
+
     def _output_slots(self, variable):
         index = self._get_variable_index(variable)
-        return self._true_params[index], self._deltas[index]
+        return self._true_params[index], self._stashes[index]
 
     # ------------------------------------------------------------------- step
 
@@ -254,7 +268,6 @@ class IGT(MomentaOptimizer):
         index = self._get_variable_index(variable)
         estimate = self._estimates[index]
         true_param = self._true_params[index]
-        delta = self._deltas[index]
         step = self.local_step(dtype)
         gamma, complement = self._momentum_and_complement(step, dtype)
         next_gamma, next_complement = self._momentum_and_complement(step + 1, dtype)
@@ -277,9 +290,9 @@ class IGT(MomentaOptimizer):
             estimate,
             ops.add(estimate, ops.multiply(complement, ops.subtract(gradient, estimate))),
         )
-        self.assign(delta, ops.zeros_like(delta))
-        self.inner_optimizer.update_step(estimate, delta, learning_rate)
-        step_taken = ops.convert_to_tensor(delta)
+        with _collecting_additions(self.inner_optimizer, true_param) as additions:
+            self.inner_optimizer.update_step(estimate, true_param, learning_rate)
+        step_taken = _sum_or_zeros(additions, estimate)
         new_theta = ops.add(theta, step_taken)
         self.assign(true_param, new_theta)
         shift = ops.divide(next_gamma, next_complement)
@@ -309,6 +322,54 @@ class IGT(MomentaOptimizer):
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
         return cls(inner, **config)
+
+
+@contextlib.contextmanager
+def _collecting_additions(optimizer, target):
+    """Within the block, what `optimizer` adds to `target` is collected, not applied.
+
+    Yields the list of additions (subtractions enter negated). Writes to any
+    other variable, the inner optimizer's own state, go through.
+    """
+    additions = []
+    add, subtract, assign = optimizer.assign_add, optimizer.assign_sub, optimizer.assign
+
+    def collect_add(variable, value):
+        if variable is target:
+            additions.append(ops.convert_to_tensor(value))
+        else:
+            add(variable, value)
+
+    def collect_subtract(variable, value):
+        if variable is target:
+            additions.append(ops.negative(value))
+        else:
+            subtract(variable, value)
+
+    def refuse_assign(variable, value):
+        if variable is target:
+            raise ValueError(
+                f"IGT's inner optimizer {type(optimizer).__name__} sets the parameter "
+                f"with `assign`; IGT needs a step that adds to it (`assign_add` or "
+                f"`assign_sub`) an amount that does not depend on its value."
+            )
+        assign(variable, value)
+
+    optimizer.assign_add, optimizer.assign_sub = collect_add, collect_subtract
+    optimizer.assign = refuse_assign
+    try:
+        yield additions
+    finally:
+        del optimizer.assign_add, optimizer.assign_sub, optimizer.assign
+
+
+def _sum_or_zeros(tensors, like):
+    if not tensors:
+        return ops.zeros_like(like)
+    total = tensors[0]
+    for tensor in tensors[1:]:
+        total = ops.add(total, tensor)
+    return total
 
 
 def _check_inner(optimizer):

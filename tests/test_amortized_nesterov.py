@@ -465,30 +465,6 @@ def test_callback_leaves_other_optimizers_alone_and_checks_factor():
 # ------------------------------------------------------------ output point
 
 
-@pytest.mark.parametrize("cls", [km.AM1SGD, km.AM2SGD])
-@pytest.mark.parametrize("dtype", ["float16", "float32"])
-def test_swap_is_exact_for_16_bit_and_32_bit_variables(cls, dtype):
-    stream, params = _stream(7), initial_params(SHAPES)
-    variables = [keras.Variable(p, dtype=dtype) for p in params]
-    optimizer = cls(LR, BETA, amortization=3)
-    optimizer.build(variables)
-    for grads in stream:
-        optimizer.apply([tf.constant(g, dtype) for g in grads], variables)
-    training = [v.numpy() for v in variables]
-    answer = [a.numpy() for a in optimizer.evaluation_weights(variables)]
-    state = [v.numpy() for v in optimizer.variables]
-    assert not np.allclose(training[0], answer[0])
-    optimizer.swap_evaluation_weights(variables)
-    for v, a in zip(variables, answer):
-        np.testing.assert_array_equal(v.numpy(), a)
-    optimizer.swap_evaluation_weights(variables)
-    for v, t in zip(variables, training):
-        np.testing.assert_array_equal(v.numpy(), t)
-    for after, before in zip(optimizer.variables, state):
-        if "stash" not in after.path:
-            np.testing.assert_array_equal(after.numpy(), before)
-
-
 def test_fit_reports_option_II_at_validation_and_ends_there():
     keras.config.set_floatx("float64")
     x, y = _data()

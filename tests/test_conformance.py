@@ -5,6 +5,7 @@ import pytest
 import keras
 import tensorflow as tf
 
+import keras_momenta as km
 from tests.harness import SHAPES, KerasSemantics, gradient_stream, initial_params
 from tests.registry import CASES
 
@@ -498,7 +499,44 @@ def test_variable_dtypes(case, dtype, steps):
         np.testing.assert_allclose(actual, e, rtol=0, atol=tolerance * scale)
 
 
-# ------------------------------------------------ 9. MirroredStrategy
+# ------------------------------------------------ 9. output point
+
+
+OUTPUT_POINT_CASES = [c.param for c in CASES if c.make().has_output_point]
+
+
+def test_every_output_point_optimizer_is_in_the_suite():
+    assert {c.values[0].cls for c in OUTPUT_POINT_CASES} >= {km.IGT, km.AM1SGD, km.AM2SGD}
+
+
+@pytest.mark.parametrize("case", OUTPUT_POINT_CASES)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_swap_is_exact_and_leaves_training_state_unchanged(case, dtype):
+    params = initial_params(SHAPE_LIST)
+    variables = make_variables(params, dtype)
+    optimizer = case.make()
+    optimizer.build(variables)
+    for grads in gradient_stream(SHAPE_LIST, 7):
+        optimizer.apply([tf.constant(g, dtype=dtype) for g in grads], variables)
+    training = [v.numpy() for v in variables]
+    answer = [a.numpy() for a in optimizer.evaluation_weights(variables)]
+    state = [v.numpy() for v in optimizer.variables]
+    assert not np.array_equal(training[0], answer[0])
+
+    optimizer.swap_evaluation_weights(variables)
+    for v, a in zip(variables, answer):
+        np.testing.assert_array_equal(v.numpy(), a)
+    np.testing.assert_array_equal(optimizer.evaluation_weights(variables)[0].numpy(), answer[0])
+    optimizer.swap_evaluation_weights(variables)
+    for v, t in zip(variables, training):
+        np.testing.assert_array_equal(v.numpy(), t)
+    for after, before in zip(optimizer.variables, state):
+        if "stash" not in after.path:
+            np.testing.assert_array_equal(after.numpy(), before, err_msg=after.path)
+    np.testing.assert_array_equal(optimizer.evaluation_weights(variables)[0].numpy(), answer[0])
+
+
+# ------------------------------------------------ 10. MirroredStrategy
 
 
 def _fit_under(strategy, case, x, y, jit_compile):

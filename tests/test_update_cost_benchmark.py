@@ -27,7 +27,7 @@ def test_state_copies_count_slots_only():
     assert update_cost.state_copies(adam) == 2 * 150
     igt = km.IGT(keras.optimizers.SGD(0.1, momentum=0.9))
     igt.build(variables)
-    assert update_cost.state_copies(igt) == 4 * 150  # v, θ, Δθ scratch, momentum
+    assert update_cost.state_copies(igt) == 3 * 150  # v, θ, momentum
 
 
 def test_every_package_optimizer_is_benchmarked():
@@ -45,6 +45,23 @@ def test_tables_are_written(tmp_path):
         assert f"| 0.01M | {entry.name} |" in text
         assert f"| {entry.name} | {entry.passes:g} |" in text
     assert "| keras Adam | 7 | 2.00 | 2 |" in text
+
+
+def test_large_sizes_time_each_optimizer_beside_the_baselines(tmp_path):
+    entries = update_cost.ENTRIES
+    assert update_cost.timing_groups(entries, 10, max_interleaved=100) == [entries]
+    groups = update_cost.timing_groups(entries, 1000, max_interleaved=100)
+    baselines = [e for e in entries if e.baseline]
+    assert [g[-1] for g in groups] == [e for e in entries if not e.baseline]
+    assert all(g[:-1] == baselines for g in groups)
+
+    update_cost.main(
+        ["--sizes", "0.01", "--repeats", "2", "--no-training", "--out", str(tmp_path),
+         "--max-interleaved", "0.001", "--optimizers", "IGT(SGD)", "M-SSD"]
+    )
+    text = (tmp_path / "update_cost.md").read_text()
+    assert "At 0.01M each package optimizer ran beside the Keras baselines" in text
+    assert "| 0.01M | IGT(SGD) |" in text and "| 0.01M | M-SSD |" in text
 
 
 def test_scaling_exponent_is_fitted():
