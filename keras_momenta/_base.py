@@ -36,6 +36,51 @@ def constant(value, dtype):
     return ops.convert_to_tensor(value, dtype=dtype)
 
 
+# The constructor arguments every Keras optimizer takes, besides the learning rate.
+KERAS_ARGUMENTS = (
+    "weight_decay",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+    "name",
+)
+
+
+def keras_arguments(arguments):
+    """The Keras optimizer arguments among a constructor's `locals()`, to forward.
+
+    Public constructors list them in their signatures, as Keras's own
+    optimizers do, and pass them on with this instead of one by one.
+    """
+    return {name: arguments[name] for name in KERAS_ARGUMENTS}
+
+
+def compiling_with_xla():
+    """True while tracing a step that XLA will compile.
+
+    TensorFlow traces `tf.function(jit_compile=True)` (what Keras's
+    `jit_compile=True` uses) inside an XLA context; JAX always compiles with
+    XLA. An update can then pick the form XLA compiles best, e.g. without
+    branches, which XLA turns into selects over whole tensors.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend != "tensorflow":
+        return False
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow without these modules
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
+
+
 def _is_real_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

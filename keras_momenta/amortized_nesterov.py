@@ -7,7 +7,14 @@ import keras
 from keras import ops
 
 from keras_momenta import _sparse
-from keras_momenta._base import MomentaOptimizer, check_in_range, constant, state_dtype
+from keras_momenta._base import (
+    MomentaOptimizer,
+    check_in_range,
+    compiling_with_xla,
+    constant,
+    keras_arguments,
+    state_dtype,
+)
 
 OPTIONS = ("I", "II")
 
@@ -159,11 +166,12 @@ class AM1SGD(AmortizedNesterov):
     of `fit`, after which a further `fit` restarts the amortization from it.
 
     Cost: instead of x̃⁺ this class keeps the block's offset
-    T = Σ(block's iterates) − m·x̃, so that x̃⁺ − x̃ = T/m, and every step is
-    one branch-free pass over x, T and x̃: the block-end work is selected
-    elementwise, since under XLA a conditional (or the selects XLA turns it
-    into) copies the state tensors it touches. It equals Algorithm 2 up to
-    rounding (tested).
+    T = Σ(block's iterates) − m·x̃, so that x̃⁺ − x̃ = T/m. Without XLA a step
+    inside a block reads and writes only x and T, and the block-end work runs
+    in a branch once per m steps. Under XLA, which turns branches into selects
+    that copy the state they touch, every step is one branch-free pass over
+    x, T and x̃ with the same formulas. It equals Algorithm 2 up to rounding
+    (tested).
 
     `restart()` starts the amortization afresh (x̃ ← x, empty block) at the
     next step; `km.callbacks.RestartOnLearningRateDrop` calls it after a
@@ -216,16 +224,7 @@ class AM1SGD(AmortizedNesterov):
             momentum=momentum,
             amortization=amortization,
             option=option,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=use_ema,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            name=name,
+            **keras_arguments(locals()),
             **kwargs,
         )
 
@@ -254,25 +253,37 @@ class AM1SGD(AmortizedNesterov):
             self.assign(variable, ops.cast((1 + beta) * x - beta * previous, variable.dtype))
             self.assign(average, x)
             return
-        # Each tensor is read only before its own write or after the write it
-        # depends on, so XLA updates all three in place.
         offset = self._offsets[index]
         size = constant(m, dtype)
         position = ops.mod(self.iterations - self._restart_step + 1, m)
         begins, ends = ops.equal(position, 1), ops.equal(position, 0)
-        block_start = ops.where(fresh, start, average)
-        self.assign(offset, ops.where(begins, -size * block_start, offset) + x)
-        increment = ops.divide(_read(offset, dtype), size)  # x̃⁺ − x̃ at a block's end
-        self.assign(variable, ops.cast(ops.where(ends, x + beta * increment, x), variable.dtype))
-        # On the first step x̃ = x₀ = (x − T)/m (T = x − m·x₀), up to rounding.
-        self.assign(
-            average,
-            ops.where(
-                fresh,
-                ops.divide(x - _read(offset, dtype), size),
-                ops.where(ends, average + increment, average),
-            ),
-        )
+
+        def any_step():
+            # Each tensor is read only before its own write or after the write
+            # it depends on, so XLA updates all three in place.
+            block_start = ops.where(fresh, start, average)
+            self.assign(offset, ops.where(begins, -size * block_start, offset) + x)
+            increment = ops.divide(_read(offset, dtype), size)  # x̃⁺ − x̃ at a block's end
+            self.assign(variable, ops.cast(ops.where(ends, x + beta * increment, x), variable.dtype))
+            # On the first step x̃ = x₀ = (x − T)/m (T = x − m·x₀), up to rounding.
+            self.assign(
+                average,
+                ops.where(
+                    fresh,
+                    ops.divide(x - _read(offset, dtype), size),
+                    ops.where(ends, average + increment, average),
+                ),
+            )
+
+        def inside_block():  # `any_step` where no block begins or ends
+            self.assign_add(offset, x)
+            self.assign(variable, ops.cast(x, variable.dtype))
+
+        if compiling_with_xla():
+            # XLA would turn the branches into selects that copy the state.
+            any_step()
+        else:
+            ops.cond(ops.logical_or(begins, ends), any_step, inside_block)
 
 
 # Index hash: MurmurHash3's 32-bit finalizer, a bijection of 32-bit integers
@@ -401,16 +412,7 @@ class AM2SGD(AmortizedNesterov):
             momentum=momentum,
             amortization=amortization,
             option=option,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=use_ema,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            name=name,
+            **keras_arguments(locals()),
             **kwargs,
         )
         self.seed = random.randint(0, _MASK32) if seed is None else int(seed)

@@ -18,6 +18,7 @@ from keras_momenta._base import (
     check_bool,
     check_in_range,
     constant,
+    keras_arguments,
     state_dtype,
 )
 from keras_momenta.minibatch import add_across_replicas
@@ -73,16 +74,7 @@ class MSSD(MomentaOptimizer):
         check_in_range("momentum", momentum, 0.0, 1.0)
         super().__init__(
             learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=use_ema,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            name=name,
+            **keras_arguments(locals()),
             **kwargs,
         )
         self.momentum = float(momentum)
@@ -373,16 +365,7 @@ class MSVAG(_VarianceAdapted):
             learning_rate=learning_rate,
             momentum=momentum,
             variance=variance,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=use_ema,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            name=name,
+            **keras_arguments(locals()),
             **kwargs,
         )
         check_bool("released_code", released_code)
@@ -458,16 +441,7 @@ class AdamStar(_VarianceAdapted):
             learning_rate=learning_rate,
             momentum=momentum,
             variance=variance,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=use_ema,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            name=name,
+            **keras_arguments(locals()),
             **kwargs,
         )
 

@@ -10,6 +10,7 @@ from keras_momenta._base import (
     check_in_range,
     check_positive,
     constant,
+    keras_arguments,
     state_dtype,
 )
 
@@ -84,16 +85,7 @@ class Expectigrad(MomentaOptimizer):
         check_bool("sparse_counter", sparse_counter)
         super().__init__(
             learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=use_ema,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            name=name,
+            **keras_arguments(locals()),
             **kwargs,
         )
         self.beta = float(beta)

@@ -12,6 +12,7 @@ from keras_momenta._base import (
     check_bool,
     check_in_range,
     constant,
+    keras_arguments,
     state_dtype,
 )
 
@@ -161,19 +162,7 @@ class IGT(MomentaOptimizer):
         check_in_range("ema_momentum", ema_momentum, 0.0, 1.0, high_closed=True)
         # The base class's learning rate is unused: IGT reports the inner one.
         keras.optimizers.Optimizer.__init__(
-            self,
-            learning_rate=0.0,
-            weight_decay=weight_decay,
-            clipnorm=clipnorm,
-            clipvalue=clipvalue,
-            global_clipnorm=global_clipnorm,
-            use_ema=False,
-            ema_momentum=ema_momentum,
-            ema_overwrite_frequency=ema_overwrite_frequency,
-            loss_scale_factor=loss_scale_factor,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            name=name,
-            **kwargs,
+            self, learning_rate=0.0, **keras_arguments(locals()), **kwargs
         )
         self.inner_optimizer = inner_optimizer
         self.tail_fraction = float(tail_fraction)

@@ -68,3 +68,11 @@ def test_scaling_exponent_is_fitted():
     timings = {"linear": [(1e6, 1e-3), (4e6, 4e-3), (16e6, 16e-3)], "flat": [(1e6, 1.0), (4e6, 1.0)]}
     table = update_cost.scaling_table(timings)
     assert "| linear | 1.00 |" in table and "| flat | 0.00 |" in table
+
+
+def test_training_throughput_times_every_entry():
+    entries = [e for e in update_cost.ENTRIES if e.name in ("keras Adam", "IGT(SGD)")]
+    rates = update_cost.training_throughput(entries, update_cost.mlp, steps=2, batch_size=8, rounds=2)
+    assert set(rates) == {"keras Adam", "IGT(SGD)"} and all(r > 0 for r in rates.values())
+    table = update_cost.throughput_table({"MLP": rates})
+    assert "| MLP | keras Adam |" in table and "| 1.00 |" in table
