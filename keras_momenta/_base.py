@@ -177,6 +177,20 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
         """Whether this optimizer's answer differs from the point where gradients are taken."""
         return False
 
+    def add_stash_variables(self, var_list):
+        """A stash for each float16/bfloat16 variable (None for the others).
+
+        An output slot is kept in float32 for a 16-bit variable: exchanging it
+        with the variable would round it, so such a variable's training point
+        is stashed instead while the output point is in the model.
+        """
+        return [
+            self.add_state_variable(v, "stash")
+            if state_dtype(v.dtype) != keras.backend.standardize_dtype(v.dtype)
+            else None
+            for v in var_list
+        ]
+
     def _output_slots(self, variable):
         """(output slot, stash slot or None) for `variable`; None if no output point.
 

@@ -63,14 +63,9 @@ class AmortizedNesterov(MomentaOptimizer):
             aggregation="only_first_replica",
             name="restart_step",
         )
-        # Exchanging a float32 output point with a 16-bit variable would round
-        # it; for those variables the training point is stashed instead.
-        self._stashes = [
-            self.add_state_variable(v, "stash")
-            if self.option == "II" and state_dtype(v.dtype) != v.dtype
-            else None
-            for v in var_list
-        ]
+        self._stashes = (
+            self.add_stash_variables(var_list) if self.option == "II" else [None] * len(var_list)
+        )
 
     def restart(self):
         """Start the amortization afresh from the current point at the next step.

@@ -176,12 +176,7 @@ class IGT(MomentaOptimizer):
         super().build(var_list)
         self._estimates = [self.add_state_variable(v, "igt_estimate") for v in var_list]
         self._true_params = [self.add_state_variable(v, "igt_true_param") for v in var_list]
-        self._stashes = [
-            self.add_state_variable(v, "igt_stash")
-            if state_dtype(v.dtype) != keras.backend.standardize_dtype(v.dtype)
-            else None
-            for v in var_list
-        ]
+        self._stashes = self.add_stash_variables(var_list)
         # The inner optimizer steps θ: its slots take θ's shape and dtype.
         self.inner_optimizer.build(self._true_params)
 

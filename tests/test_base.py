@@ -44,4 +44,4 @@ def test_every_optimizer_forwards_every_keras_argument():
             assert config[argument] == value, (cls.__name__, argument)
         for argument, value in others.items():
             assert _make(cls, **{argument: value}).get_config()[argument] == value
-        assert set(values) | set(others) | {"use_ema"} == set(KERAS_ARGUMENTS)
+    assert set(values) | set(others) | {"use_ema"} == set(KERAS_ARGUMENTS)
