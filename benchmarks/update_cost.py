@@ -99,12 +99,16 @@ def realistic_shapes(total):
 
 
 def state_copies(optimizer):
-    """Optimizer state as a number of parameter-sized copies (counters excluded)."""
+    """Optimizer state as a number of parameter-sized copies (scalar counters excluded)."""
     shared, wrapped = [], optimizer
     while wrapped is not None:
         shared += [wrapped.iterations, getattr(wrapped, "_learning_rate", None)]
         wrapped = getattr(wrapped, "inner_optimizer", None)
-    sizes = [int(np.prod(v.shape)) for v in optimizer.variables if not any(v is s for s in shared)]
+    sizes = [
+        int(np.prod(v.shape))
+        for v in optimizer.variables
+        if not any(v is s for s in shared) and not (v.shape == () and "int" in v.dtype)
+    ]
     return sum(sizes)
 
 

@@ -7,15 +7,17 @@ what every optimizer of this package needs and Keras does not provide:
 * optimizer state kept in float32 when the model variable is float16 or
   bfloat16 (running sums and counters saturate in 16-bit formats: a bfloat16
   counter stops at 256, a float16 sum of squares overflows at 65504);
+* a clear error for integer trainable variables;
 * `evaluation_weights`, the values of the point an optimizer reports as its
-  answer (the model variables themselves unless an optimizer keeps a separate
-  output point).
+  answer: the model variables themselves here; optimizers that keep a
+  separate output point derive from `keras_momenta.output_point`.
 """
 
 import contextlib
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 LOW_PRECISION_DTYPES = ("float16", "bfloat16")
@@ -60,63 +62,69 @@ def keras_arguments(arguments):
     return {name: arguments[name] for name in KERAS_ARGUMENTS}
 
 
-def compiling_with_xla():
-    """True while tracing a step that XLA will compile.
-
-    TensorFlow traces `tf.function(jit_compile=True)` (what Keras's
-    `jit_compile=True` uses) inside an XLA context; JAX always compiles with
-    XLA. An update can then pick the form XLA compiles best, e.g. without
-    branches, which XLA turns into selects over whole tensors.
-    """
-    backend = keras.backend.backend()
-    if backend == "jax":
-        return True
-    if backend != "tensorflow":
-        return False
-    try:
-        from tensorflow.python.framework import ops as tf_ops
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - a TensorFlow without these modules
-        return False
-    return control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
-
-
 def _is_real_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _in_float32(value):
+    """`value` as the nearest float32, where the update computes with it."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(value))
+
+
 def check_learning_rate(learning_rate):
     """Schedules and callables are checked by Keras; plain numbers here."""
-    if _is_real_number(learning_rate) and not learning_rate > 0:
+    if isinstance(learning_rate, bool) or (
+        _is_real_number(learning_rate)
+        and not 0 < _in_float32(learning_rate) < float("inf")
+    ):
         raise ValueError(
-            f"`learning_rate` must be a positive float, a "
-            f"`keras.optimizers.schedules.LearningRateSchedule` or a callable; "
-            f"got {learning_rate!r}."
+            f"`learning_rate` must be a positive finite float (also in float32, "
+            f"where Keras keeps it), a `keras.optimizers.schedules.LearningRateSchedule` "
+            f"or a callable; got {learning_rate!r}."
         )
 
 
-def check_in_range(name, value, low, high, low_closed=True, high_closed=False):
-    """Raise a `ValueError` naming `name` unless low (<|<=) value (<|<=) high."""
+def check_in_range(name, value, low, high, low_closed=True, high_closed=False, note=None):
+    """Raise a `ValueError` naming `name` unless low (<|<=) value (<|<=) high.
+
+    The value must also be in range once rounded to float32, the precision of
+    the state of float32 and 16-bit variables: 0.99999999 is 1.0 there.
+    """
     if not _is_real_number(value):
         raise ValueError(f"`{name}` must be a real number; got {value!r}.")
-    above_low = value >= low if low_closed else value > low
-    below_high = value <= high if high_closed else value < high
-    if not (above_low and below_high):
-        interval = (
-            ("[" if low_closed else "(")
-            + f"{low}, {high}"
-            + ("]" if high_closed else ")")
+
+    def inside(x):
+        above_low = x >= low if low_closed else x > low
+        below_high = x <= high if high_closed else x < high
+        return above_low and below_high
+
+    interval = ("[" if low_closed else "(") + f"{low}, {high}" + ("]" if high_closed else ")")
+    explanation = f" ({note})" if note else ""
+    if not inside(value):
+        raise ValueError(f"`{name}` must be in {interval}{explanation}; got {value!r}.")
+    rounded = _in_float32(value)
+    if not inside(rounded):
+        raise ValueError(
+            f"`{name}` must be in {interval}{explanation}, also once rounded to "
+            f"float32, the precision the update computes in; got {value!r}, "
+            f"which is {rounded!r} in float32."
         )
-        raise ValueError(f"`{name}` must be in {interval}; got {value!r}.")
 
 
 def check_positive(name, value):
+    """A positive finite number (also in float32)."""
     check_in_range(name, value, 0, float("inf"), low_closed=False)
 
 
 def check_bool(name, value):
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be True or False; got {value!r}.")
+
+
+def variable_path_name(variable):
+    """A variable's path, usable in the name of a state variable."""
+    return str(getattr(variable, "path", variable.name)).replace("/", "_")
 
 
 class MomentaOptimizer(keras.optimizers.Optimizer):
@@ -130,20 +138,30 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
         check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, **kwargs)
 
-    def add_state_variable(self, reference_variable, name, initializer="zeros"):
-        """Like `add_variable_from_reference`, in `state_dtype` precision."""
-        dtype = state_dtype(reference_variable.dtype)
+    def build(self, var_list):
+        for variable in var_list:
+            if not keras.backend.is_float_dtype(variable.dtype):
+                raise ValueError(
+                    f"{type(self).__name__} cannot train variable "
+                    f"{variable_path_name(variable)!r} of dtype {variable.dtype}: its "
+                    f"steps are fractional, and integer arithmetic would truncate them. "
+                    f"Make the variable floating-point, or set `trainable=False`."
+                )
+        super().build(var_list)
+
+    def add_state_variable(self, reference_variable, name, initializer="zeros", dtype=None):
+        """Like `add_variable_from_reference`, in `state_dtype` precision (or `dtype`)."""
+        dtype = dtype or state_dtype(reference_variable.dtype)
         if dtype == keras.backend.standardize_dtype(reference_variable.dtype):
             return self.add_variable_from_reference(
                 reference_variable, name=name, initializer=initializer
             )
-        path = getattr(reference_variable, "path", reference_variable.name)
         with self._colocated_with(reference_variable):
             return self.add_variable(
                 shape=reference_variable.shape,
                 initializer=initializer,
                 dtype=dtype,
-                name=f"{str(path).replace('/', '_')}_{name}",
+                name=f"{variable_path_name(reference_variable)}_{name}",
             )
 
     def _colocated_with(self, reference_variable):
@@ -159,120 +177,12 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
         """The 1-based number of the update being applied, as `dtype`."""
         return ops.cast(self.iterations + 1, dtype)
 
-    # ----------------------------------------------------------- output point
-    #
-    # Some optimizers report as their answer a point other than the one where
-    # gradients are taken (IGT's true iterate, the averages of AM1/AM2-SGD
-    # option II). They keep that point in an "output slot" per variable and
-    # override `_output_slots`. Everything below is shared: reading the point
-    # (`evaluation_weights`), swapping it into the model and back
-    # (`swap_evaluation_weights`, used by `km.callbacks.SwapEvaluationWeights`)
-    # and writing it into the model at the end of `fit`
-    # (`finalize_variable_values`).
-
-    evaluation_weights_in_model = False
-
     @property
     def has_output_point(self):
-        """Whether this optimizer's answer differs from the point where gradients are taken."""
+        """Whether this optimizer's answer differs from the point where gradients
+        are taken (see `keras_momenta.output_point`)."""
         return False
 
-    def add_stash_variables(self, var_list):
-        """A stash for each float16/bfloat16 variable (None for the others).
-
-        An output slot is kept in float32 for a 16-bit variable: exchanging it
-        with the variable would round it, so such a variable's training point
-        is stashed instead while the output point is in the model.
-        """
-        return [
-            self.add_state_variable(v, "stash")
-            if state_dtype(v.dtype) != keras.backend.standardize_dtype(v.dtype)
-            else None
-            for v in var_list
-        ]
-
-    def _output_slots(self, variable):
-        """(output slot, stash slot or None) for `variable`; None if no output point.
-
-        The stash is a state variable that is free between steps, used to keep
-        the training point while the output point is in the model. Without one,
-        the swap exchanges the values of the variable and the output slot.
-        """
-        return None
-
-    def _output_value(self, variable, output_slot):
-        # Before the first update the output slot is not yet initialised: the
-        # output point is the starting point, which the variable holds.
-        return ops.where(
-            ops.equal(self.iterations, 0), variable, ops.cast(output_slot, variable.dtype)
-        )
-
     def evaluation_weights(self, var_list):
-        """Values of the point this optimizer reports as its answer, per variable.
-
-        For optimizers whose answer is the point where gradients are taken
-        these are the variables' own values.
-        """
-        values = []
-        for variable in var_list:
-            slots = self._output_slots(variable)
-            if slots is None or self.evaluation_weights_in_model:
-                values.append(ops.convert_to_tensor(variable))
-            else:
-                values.append(self._output_value(variable, slots[0]))
-        return values
-
-    def swap_evaluation_weights(self, var_list):
-        """Exchange the training point and the output point in the model, in place."""
-        into_model = not self.evaluation_weights_in_model
-        for variable in var_list:
-            slots = self._output_slots(variable)
-            if slots is None:
-                continue
-            output, stash = slots
-            if stash is not None and into_model:
-                self._update_replicas(variable, self._stash_and_load, output, stash)
-            elif stash is not None:
-                self._update_replicas(variable, lambda var, out, st: var.assign(ops.cast(st, var.dtype)), output, stash)
-            else:
-                self._update_replicas(variable, self._exchange, output)
-        self.evaluation_weights_in_model = into_model
-
-    def finalize_variable_values(self, var_list):
-        """At the end of `fit`: the model variables take the output point."""
-        super().finalize_variable_values(var_list)
-        for variable in var_list:
-            slots = self._output_slots(variable)
-            if slots is None:
-                continue
-            if not self.evaluation_weights_in_model:
-                self._update_replicas(
-                    variable, lambda var, out: var.assign(self._output_value(var, out)), slots[0]
-                )
-            elif slots[1] is None:
-                # The exchange left the training point in the output slot.
-                self._update_replicas(
-                    variable, lambda var, out: out.assign(ops.cast(var, out.dtype)), slots[0]
-                )
-        self.evaluation_weights_in_model = False
-
-    def _stash_and_load(self, variable, output, stash):
-        value = self._output_value(variable, output)
-        stash.assign(ops.cast(variable, stash.dtype))
-        variable.assign(value)
-
-    def _exchange(self, variable, output):
-        value = self._output_value(variable, output)
-        output.assign(ops.cast(variable, output.dtype))
-        variable.assign(value)
-
-    def _update_replicas(self, variable, fn, *slots):
-        """Run `fn(variable, *slots)` on every replica's copies (outside a step)."""
-        strategy = getattr(self, "_distribution_strategy", None)
-        if strategy is None:
-            fn(variable, *slots)
-            return
-        raw = lambda v: v.value if isinstance(v, keras.Variable) else v  # noqa: E731
-        strategy.extended.update(
-            raw(variable), fn, args=tuple(raw(s) for s in slots), group=False
-        )
+        """The values of this optimizer's answer: here the variables' own values."""
+        return [ops.convert_to_tensor(v) for v in var_list]

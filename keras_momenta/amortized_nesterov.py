@@ -1,27 +1,42 @@
 """Amortized Nesterov's momentum: AM1-SGD and AM2-SGD (Zhou, Jin, Ding & Cheng, 2020)."""
 
 import numbers
+import os
 import random
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_momenta import _sparse
+from keras_momenta._backend import compiling_with_xla
 from keras_momenta._base import (
-    MomentaOptimizer,
     check_in_range,
-    compiling_with_xla,
     constant,
     keras_arguments,
     state_dtype,
+    variable_path_name,
 )
+from keras_momenta._hash import MASK32, finalize32
+from keras_momenta.output_point import OutputPointOptimizer, read
 
 OPTIONS = ("I", "II")
 
 
+# AM2's table index is a 32-bit integer.
+MAX_AMORTIZATION = 2**31 - 1
+
+
 def check_amortization(value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`amortization` must be an integer >= 1; got {value!r}.")
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or not 1 <= value <= MAX_AMORTIZATION
+    ):
+        raise ValueError(
+            f"`amortization` must be an integer in [1, 2**31 - 1] (the paper uses 5); "
+            f"got {value!r}."
+        )
 
 
 def check_option(value):
@@ -29,14 +44,17 @@ def check_option(value):
         raise ValueError(f"`option` must be one of {OPTIONS}; got {value!r}.")
 
 
-class AmortizedNesterov(MomentaOptimizer):
+class AmortizedNesterov(OutputPointOptimizer):
     """Shared machinery of AM1-SGD and AM2-SGD (not used directly).
 
-    Both start their amortization afresh at step `restart_step`: state that
-    must begin at the variable's value is set on that step, inside
-    `update_step` (in `build()` the assignment would be lost under `fit`).
-    `restart()` moves `restart_step` to the next step.
+    Each variable's run starts at its first update (and after `restart()`),
+    from its value then: the averages, the block and the point table start
+    there (see `keras_momenta.output_point`; in `build()` the assignment would
+    be lost under `fit`). A variable's constraint applies to every iterate
+    before it enters the averages or the table, and to the answer reported.
     """
+
+    projects_answer = True
 
     def __init__(self, learning_rate, momentum, amortization, option, use_ema=False, **kwargs):
         check_in_range("momentum", momentum, 0.0, 1.0)
@@ -52,67 +70,27 @@ class AmortizedNesterov(MomentaOptimizer):
         self.amortization = int(amortization)
         self.option = option
 
-    def build(self, var_list):
-        if self.built:
-            return
-        super().build(var_list)
-        self._restart_step = self.add_variable(
-            shape=(),
-            dtype=self.iterations.dtype,
-            initializer="zeros",
-            aggregation="only_first_replica",
-            name="restart_step",
-        )
-        self._stashes = (
-            self.add_stash_variables(var_list) if self.option == "II" else [None] * len(var_list)
-        )
-
     def restart(self):
         """Start the amortization afresh from the current point at the next step.
 
         As Section 6.1 of the paper advises after a learning-rate drop: the
-        next step runs as the first step of a new run started at the model's
-        current values (the averages and the point table restart there).
-        Call it between steps (e.g. from a callback), with the training point
-        in the model. The restart is kept in the optimizer's state, so it
-        survives checkpoints.
+        next step runs as the first step of a new run started at the current
+        training point (the averages and the point table restart there).
+        Call it between steps (e.g. from a callback). The restart is kept in
+        the optimizer's state, so it survives checkpoints.
         """
-        if not self.built:
-            return
-        step = ops.convert_to_tensor(self.iterations)
-        self._update_replicas(self._restart_step, lambda start: start.assign(step))
-
-    def finalize_variable_values(self, var_list):
-        """At the end of `fit`: the model takes the answer (option II), and a
-        further `fit` restarts the amortization from there."""
-        super().finalize_variable_values(var_list)
-        if self.option == "II":
-            # x̃ or φ̄ has replaced x; averages and table built around x would
-            # no longer belong to the point the model holds.
-            self.restart()
-
-    def _fresh(self):
-        """True on the first step after the start or a restart."""
-        return ops.equal(self.iterations, self._restart_step)
-
-    def _output_value(self, variable, output_slot):
-        # Until the first step after a (re)start the answer is the start point.
-        return ops.where(self._fresh(), variable, ops.cast(output_slot, variable.dtype))
+        self.restart_runs()
 
     @property
     def has_output_point(self):
         return self.option == "II"
 
-    def _output_slots(self, variable):
-        if not self.has_output_point:
-            return None
-        index = self._get_variable_index(variable)
-        return self._outputs[index], self._stashes[index]
-
-    def _gradient_step(self, gradient, value, learning_rate):
-        """x − η·g for x = `value`."""
+    def _iterate(self, start, gradient, value, learning_rate):
+        """x − η·g for x = `value`, projected by the variable's constraint."""
         gradient = _dense(gradient, value, value.dtype)
-        return ops.subtract(value, ops.multiply(ops.cast(learning_rate, value.dtype), gradient))
+        x = ops.subtract(value, ops.multiply(ops.cast(learning_rate, value.dtype), gradient))
+        constraint = self._constraint(start.index)
+        return x if constraint is None else constraint(x)
 
     def get_config(self):
         config = super().get_config()
@@ -126,16 +104,6 @@ def _dense(gradient, like, dtype):
     """The gradient as a dense `dtype` tensor: every row moves once momentum
     is added, so row-sparse gradients gain nothing."""
     return _sparse.to_dense(_sparse.cast(gradient, dtype), like.shape)
-
-
-def _read(variable, dtype):
-    """The variable's current value as a tensor of `dtype`.
-
-    `update_step` receives a `tf.Variable`, which `ops.cast` to its own dtype
-    returns as is: used after the variable is written, it would give the new
-    value.
-    """
-    return ops.cast(ops.copy(variable), dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_momenta")
@@ -227,50 +195,64 @@ class AM1SGD(AmortizedNesterov):
         if self.built:
             return
         super().build(var_list)
-        self._outputs = [self.add_state_variable(v, "average") for v in var_list]
+        self._averages = [self.add_state_variable(v, "average") for v in var_list]
         self._offsets = (
             [self.add_state_variable(v, "block_offset") for v in var_list]
             if self.amortization > 1
             else None
         )
+        self._set_answer_slots(
+            var_list, self._averages if self.option == "II" else [None] * len(var_list)
+        )
+
+    def _average(self, start, point, dtype):
+        """x̃ (while option II's answer is in the model, `point` holds it)."""
+        if self.option == "II":
+            return self._stored_answer(start, point, dtype)
+        return read(self._averages[start.index], dtype)
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = state_dtype(variable.dtype)
-        index = self._get_variable_index(variable)
+        start = self._begin_update(variable)
         beta = constant(self.momentum, dtype)
         m = self.amortization
-        average = self._outputs[index]  # x̃
-        fresh = self._fresh()  # this step starts the run: x̃ ← x₀, empty block
-        start = _read(variable, dtype)
-        x = self._gradient_step(gradient, start, learning_rate)
+        average = self._averages[start.index]  # x̃
+        fresh = start.fresh  # this step starts the run: x̃ ← x₀, empty block
+        point = read(variable, dtype)
         if m == 1:  # every step ends a block of one: x̃⁺ = x
-            previous = ops.where(fresh, start, average)
+            x0 = self._training_point(start, point, dtype)
+            x = self._iterate(start, gradient, x0, learning_rate)
+            previous = ops.where(fresh, x0, self._average(start, point, dtype))
             self.assign(variable, ops.cast((1 + beta) * x - beta * previous, variable.dtype))
             self.assign(average, x)
             return
-        offset = self._offsets[index]
+        offset = self._offsets[start.index]
         size = constant(m, dtype)
-        position = ops.mod(self.iterations - self._restart_step + 1, m)
+        position = ops.mod(start.step, m)
         begins, ends = ops.equal(position, 1), ops.equal(position, 0)
 
         def any_step():
             # Each tensor is read only before its own write or after the write
             # it depends on, so XLA updates all three in place.
-            block_start = ops.where(fresh, start, average)
+            x0 = self._training_point(start, point, dtype)
+            x = self._iterate(start, gradient, x0, learning_rate)
+            current = self._average(start, point, dtype)
+            block_start = ops.where(fresh, x0, current)
             self.assign(offset, ops.where(begins, -size * block_start, offset) + x)
-            increment = ops.divide(_read(offset, dtype), size)  # x̃⁺ − x̃ at a block's end
+            increment = ops.divide(read(offset, dtype), size)  # x̃⁺ − x̃ at a block's end
             self.assign(variable, ops.cast(ops.where(ends, x + beta * increment, x), variable.dtype))
             # On the first step x̃ = x₀ = (x − T)/m (T = x − m·x₀), up to rounding.
             self.assign(
                 average,
                 ops.where(
                     fresh,
-                    ops.divide(x - _read(offset, dtype), size),
-                    ops.where(ends, average + increment, average),
+                    ops.divide(x - read(offset, dtype), size),
+                    ops.where(ends, current + increment, current),
                 ),
             )
 
-        def inside_block():  # `any_step` where no block begins or ends
+        def inside_block():  # `any_step` where no block begins or ends and the model holds x
+            x = self._iterate(start, gradient, point, learning_rate)
             self.assign_add(offset, x)
             self.assign(variable, ops.cast(x, variable.dtype))
 
@@ -278,29 +260,12 @@ class AM1SGD(AmortizedNesterov):
             # XLA would turn the branches into selects that copy the state.
             any_step()
         else:
-            ops.cond(ops.logical_or(begins, ends), any_step, inside_block)
+            special = ops.logical_or(ops.logical_or(begins, ends), ops.logical_or(fresh, start.swapped))
+            ops.cond(special, any_step, inside_block)
 
 
-# Index hash: MurmurHash3's 32-bit finalizer, a bijection of 32-bit integers
-# with full avalanche. Computed in int64 with every product below 2⁵⁰, so it
-# is exact on every device and under XLA.
-_MASK32 = 0xFFFFFFFF
+# AM2's index: MurmurHash3's 32-bit finalizer (`keras_momenta._hash`).
 _SEED_SALT = 0x9E3779B9
-
-
-def _multiply32(a, c):
-    """(a·c) mod 2³² for int64 0 ≤ a < 2³² and a Python int constant c."""
-    low, high = c & 0xFFFF, c >> 16
-    high_part = ops.left_shift(ops.bitwise_and(a * high, 0xFFFF), 16)
-    return ops.bitwise_and(a * low + high_part, _MASK32)
-
-
-def _finalize32(h):
-    h = ops.bitwise_xor(h, ops.right_shift(h, 16))
-    h = _multiply32(h, 0x85EBCA6B)
-    h = ops.bitwise_xor(h, ops.right_shift(h, 13))
-    h = _multiply32(h, 0xC2B2AE35)
-    return ops.bitwise_xor(h, ops.right_shift(h, 16))
 
 
 def point_index(seed, step, amortization):
@@ -312,16 +277,30 @@ def point_index(seed, step, amortization):
     """
     seed = ops.cast(seed, "int64")
     step = ops.cast(step, "int64")
-    h = _finalize32(ops.bitwise_xor(seed, _SEED_SALT))
-    h = _finalize32(ops.bitwise_xor(h, ops.bitwise_and(step, _MASK32)))
-    h = _finalize32(ops.bitwise_xor(h, ops.right_shift(step, 32)))
+    h = finalize32(ops.bitwise_xor(seed, _SEED_SALT))
+    h = finalize32(ops.bitwise_xor(h, ops.bitwise_and(step, MASK32)))
+    h = finalize32(ops.bitwise_xor(h, ops.right_shift(step, 32)))
     return ops.cast(ops.mod(h, amortization), "int32")
+
+
+def _table_bytes(amortization, var_list):
+    return sum(
+        amortization * int(np.prod(v.shape)) * np.dtype(state_dtype(v.dtype)).itemsize
+        for v in var_list
+    )
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return None
 
 
 def check_seed(seed):
     if seed is None:
         return
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed <= _MASK32:
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed <= MASK32:
         raise ValueError(f"`seed` must be None or an integer in [0, 2**32 - 1]; got {seed!r}.")
 
 
@@ -410,7 +389,7 @@ class AM2SGD(AmortizedNesterov):
             **keras_arguments(locals()),
             **kwargs,
         )
-        self.seed = random.randint(0, _MASK32) if seed is None else int(seed)
+        self.seed = random.randint(0, MASK32) if seed is None else int(seed)
 
     def build(self, var_list):
         if self.built:
@@ -423,22 +402,42 @@ class AM2SGD(AmortizedNesterov):
             aggregation="only_first_replica",
             name="seed",
         )
+        self._check_table_memory(var_list)
         self._tables = []
         for variable in var_list:
-            path = getattr(variable, "path", variable.name)
             with self._colocated_with(variable):
-                self._tables.append(
-                    self.add_variable(
+                try:
+                    table = self.add_variable(
                         shape=(self.amortization, *variable.shape),
                         dtype=state_dtype(variable.dtype),
-                        name=f"{str(path).replace('/', '_')}_point_table",
+                        name=f"{variable_path_name(variable)}_point_table",
                     )
-                )
-        self._outputs = (
+                except Exception as error:  # out of memory on the device
+                    raise ValueError(
+                        f"AM2-SGD could not create the point table of variable "
+                        f"{variable_path_name(variable)!r}: `amortization`="
+                        f"{self.amortization} copies of it. The tables of all "
+                        f"variables need {_table_bytes(self.amortization, var_list) / 2**30:.3g} GiB. "
+                        f"Use a smaller `amortization` (the paper uses 5)."
+                    ) from error
+            self._tables.append(table)
+        self._means = (
             [self.add_state_variable(v, "table_mean") for v in var_list]
             if self.option == "II"
-            else None
+            else [None] * len(var_list)
         )
+        self._set_answer_slots(var_list, self._means)
+
+    def _check_table_memory(self, var_list):
+        needed = _table_bytes(self.amortization, var_list)
+        available = _physical_memory()
+        if available is not None and needed > available:
+            raise ValueError(
+                f"`amortization`={self.amortization} needs {needed / 2**30:.3g} GiB for "
+                f"AM2-SGD's point tables ({self.amortization} copies of every trainable "
+                f"variable), more than this machine's {available / 2**30:.3g} GiB of "
+                f"memory. Use a smaller `amortization` (the paper uses 5)."
+            )
 
     def point_index(self, step):
         """The table index jₖ used at 0-based step k = `step` (a tensor or int)."""
@@ -448,22 +447,23 @@ class AM2SGD(AmortizedNesterov):
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = state_dtype(variable.dtype)
-        index = self._get_variable_index(variable)
+        start = self._begin_update(variable)
         beta = constant(self.momentum, dtype)
         m = self.amortization
-        table = self._tables[index]
-        mean = self._outputs[index] if self.option == "II" else None
+        table = self._tables[start.index]
+        mean = self._means[start.index]
         j = self.point_index(self.iterations)
         j_next = self.point_index(self.iterations + 1)
+        point = read(variable, dtype)
 
         def step(first):
             # `first`: this step starts the run, every table entry at x₀.
-            start = _read(variable, dtype)
-            new = self._gradient_step(gradient, start, learning_rate)
+            x0 = self._training_point(start, point, dtype)
+            new = self._iterate(start, gradient, x0, learning_rate)
             if first:
-                old = following = start
-                rows = ops.reshape(ops.arange(m, dtype="int32"), (m,) + (1,) * len(start.shape))
-                self.assign(table, ops.where(ops.equal(rows, j), new[None], start[None]))
+                old = following = x0
+                rows = ops.reshape(ops.arange(m, dtype="int32"), (m,) + (1,) * len(x0.shape))
+                self.assign(table, ops.where(ops.equal(rows, j), new[None], x0[None]))
             else:
                 old, following = _read_row(table, j), _read_row(table, j_next)
                 _write_row(self, table, j, new)
@@ -472,10 +472,11 @@ class AM2SGD(AmortizedNesterov):
             self.assign(variable, ops.cast(new + beta * (following - old), variable.dtype))
             if mean is not None:
                 change = ops.divide(new - old, constant(m, dtype))
-                self.assign(mean, (start if first else mean) + change)
+                previous = x0 if first else self._stored_answer(start, point, dtype)
+                self.assign(mean, previous + change)
 
         # Separate branches, so that a regular step reads only what it uses.
-        ops.cond(self._fresh(), lambda: step(True), lambda: step(False))
+        ops.cond(start.fresh, lambda: step(True), lambda: step(False))
 
     def get_config(self):
         config = super().get_config()

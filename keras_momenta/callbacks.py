@@ -2,30 +2,31 @@
 
 import keras
 
-
-def _unwrap(optimizer):
-    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        optimizer = optimizer.inner_optimizer
-    return optimizer
+from keras_momenta.output_point import OutputPointOptimizer, unwrap
 
 
 class SwapEvaluationWeights(keras.callbacks.Callback):
-    """Put the optimizer's output point into the model around evaluation.
+    """Put the optimizer's answer into the model around evaluation.
 
     Some optimizers report an answer other than the point where gradients are
     taken: `km.IGT`'s true iterate, the averages of AM1/AM2-SGD option II.
-    This callback swaps that point into the model before `evaluate` and
-    `predict` (including `fit`'s validation) and swaps the training point back
-    afterwards, in place, so training continues unchanged. It works under
-    `tf.distribute` strategies and XLA, and sees through
-    `keras.optimizers.LossScaleOptimizer`. For optimizers without a separate
-    output point it does nothing.
+    This callback puts that answer into the model before `evaluate` and
+    `predict` (including `fit`'s validation) and the training point back
+    afterwards, in place and exactly, so training continues unchanged. At the
+    start of `fit` it puts the training point back if the answer is in the
+    model (after an earlier `fit`, a reload of a file saved with the answer
+    in, or an interrupted evaluation), so that the new `fit` continues the
+    run exactly; weights changed from outside in between are kept, and their
+    run starts afresh there. It works under `tf.distribute` strategies and
+    XLA, and sees through `keras.optimizers.LossScaleOptimizer`. For
+    optimizers without a separate answer it does nothing.
 
-    With `swap_on_epoch=True` the output point is also in the model from the
-    end of each epoch to the start of the next, so callbacks listed *after*
-    this one (e.g. `keras.callbacks.ModelCheckpoint`) see and save it. A
-    checkpoint saved then holds the output point as model weights and is meant
-    for export; to resume training exactly, save without the swap.
+    With `swap_on_epoch=True` the answer is also in the model from the end of
+    each epoch to the start of the next, so callbacks listed *after* this one
+    (e.g. `keras.callbacks.ModelCheckpoint`) see and save it. Such a file
+    holds the answer as model weights and the training point in the optimizer
+    state, and says so in that state: reloaded, its `evaluation_weights` are
+    the answer and a further `fit` (with this callback) continues exactly.
 
     Example:
 
@@ -38,38 +39,52 @@ class SwapEvaluationWeights(keras.callbacks.Callback):
 
     def __init__(self, swap_on_epoch=False):
         super().__init__()
+        if not isinstance(swap_on_epoch, bool):
+            raise ValueError(f"`swap_on_epoch` must be True or False; got {swap_on_epoch!r}.")
         self.swap_on_epoch = swap_on_epoch
+        self._loaded_for_evaluation = False
 
     def _optimizer(self):
-        optimizer = _unwrap(self.model.optimizer)
-        return optimizer if hasattr(optimizer, "swap_evaluation_weights") else None
+        optimizer = unwrap(self.model.optimizer)
+        if isinstance(optimizer, OutputPointOptimizer) and optimizer.built:
+            return optimizer
+        return None
 
-    def _swap(self, into_model):
+    def _load_answer(self):
         optimizer = self._optimizer()
-        if optimizer is None or not optimizer.built:
-            return
-        if optimizer.evaluation_weights_in_model != into_model:
-            optimizer.swap_evaluation_weights(self.model.trainable_variables)
+        if optimizer is None:
+            return False
+        loaded = not optimizer.evaluation_weights_in_model
+        optimizer.load_evaluation_weights(self.model.trainable_variables)
+        return loaded
+
+    def _restore_training_point(self):
+        optimizer = self._optimizer()
+        if optimizer is not None:
+            optimizer.restore_training_weights(self.model.trainable_variables)
+
+    def on_train_begin(self, logs=None):
+        self._restore_training_point()
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.swap_on_epoch:
-            self._swap(into_model=False)
+            self._restore_training_point()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.swap_on_epoch:
-            self._swap(into_model=True)
+            self._load_answer()
 
     def on_test_begin(self, logs=None):
-        self._swap(into_model=True)
+        self._loaded_for_evaluation = self._load_answer()
 
     def on_test_end(self, logs=None):
-        self._swap(into_model=False)
+        # Only what this callback put in: after `fit` the answer stays.
+        if self._loaded_for_evaluation:
+            self._restore_training_point()
+        self._loaded_for_evaluation = False
 
-    def on_predict_begin(self, logs=None):
-        self._swap(into_model=True)
-
-    def on_predict_end(self, logs=None):
-        self._swap(into_model=False)
+    on_predict_begin = on_test_begin
+    on_predict_end = on_test_end
 
 
 class RestartOnLearningRateDrop(keras.callbacks.Callback):
@@ -126,7 +141,7 @@ class RestartOnLearningRateDrop(keras.callbacks.Callback):
         self._reference = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        optimizer = _unwrap(self.model.optimizer)
+        optimizer = unwrap(self.model.optimizer)
         if not hasattr(optimizer, "restart"):
             return
         rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))

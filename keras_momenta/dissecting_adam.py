@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from keras_momenta import _sparse
+from keras_momenta._backend import execution_context, sum_across_replicas
 from keras_momenta._base import (
     MomentaOptimizer,
     check_bool,
@@ -20,8 +21,8 @@ from keras_momenta._base import (
     constant,
     keras_arguments,
     state_dtype,
+    variable_path_name,
 )
-from keras_momenta.minibatch import add_across_replicas
 
 VARIANCE_MODES = ("moving_average", "minibatch")
 # The released M-SVAG code caps ρ = κ(μ, t) below 1 so that 1/(1 − ρ) stays finite.
@@ -54,6 +55,8 @@ class MSSD(MomentaOptimizer):
             `ema_momentum`, `ema_overwrite_frequency`, `loss_scale_factor`,
             `gradient_accumulation_steps`, `name`).
     """
+
+    value_independent_update = True
 
     def __init__(
         self,
@@ -132,7 +135,22 @@ class _VarianceAdapted(MomentaOptimizer):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.momentum = float(momentum)
         self.variance = variance
-        self._statistics_supplied = False
+        # Where statistics were added and not yet used by an `apply`: the
+        # execution (eager, or the traced function) and replica of each call.
+        self._statistics_pending = set()
+
+    @property
+    def value_independent_update(self):
+        return self.variance == "moving_average"
+
+    @property
+    def value_independent_reason(self):
+        if self.variance == "minibatch":
+            return (
+                "with variance='minibatch' it needs per-example statistics of the "
+                "gradient it steps with, and IGT's estimate has none"
+            )
+        return None
 
     def build(self, var_list):
         if self.built:
@@ -143,19 +161,28 @@ class _VarianceAdapted(MomentaOptimizer):
             self.add_state_variable(v, "momentum" if minibatch else "mean") for v in var_list
         ]
         self._variances = [self.add_state_variable(v, "variance") for v in var_list]
-        self._square_sums, self._example_counts = [], []
-        if minibatch:
-            for v in var_list:
-                self._square_sums.append(self.add_state_variable(v, "square_sum"))
-                with self._colocated_with(v):
-                    self._example_counts.append(
-                        self.add_variable(
-                            shape=(),
-                            initializer="zeros",
-                            dtype=state_dtype(v.dtype),
-                            name=f"{str(getattr(v, 'path', v.name)).replace('/', '_')}_example_count",
-                        )
-                    )
+        if not minibatch:
+            return
+        # The statistics for the next update, and (accumulating gradients) the
+        # last call's share of them, which a step skipped by a loss scale drops.
+        self._square_sums = [self.add_state_variable(v, "square_sum") for v in var_list]
+        self._example_counts = [self._add_count(v, "example_count") for v in var_list]
+        if self.gradient_accumulation_steps:
+            self._last_square_sums = [self.add_state_variable(v, "last_square_sum") for v in var_list]
+            self._last_example_counts = [self._add_count(v, "last_example_count") for v in var_list]
+        self._statistics_step = self.add_variable(
+            shape=(), initializer=keras.initializers.Constant(-1), dtype=self._iterations.dtype,
+            name="statistics_step",
+        )
+
+    def _add_count(self, variable, name):
+        with self._colocated_with(variable):
+            return self.add_variable(
+                shape=(),
+                initializer="zeros",
+                dtype=state_dtype(variable.dtype),
+                name=f"{variable_path_name(variable)}_{name}",
+            )
 
     def add_minibatch_statistics(self, square_sums, batch_size, trainable_variables=None):
         """Per-example gradient statistics for the next update (`variance="minibatch"`).
@@ -169,11 +196,15 @@ class _VarianceAdapted(MomentaOptimizer):
             trainable_variables: the variables `square_sums` belong to
                 (default: those the optimizer was built with).
 
-        Under a `tf.distribute` strategy, call this in replica context with the
-        replica's own sums and count: they are summed across replicas, so B is
-        the global batch. Statistics given on several calls before one update
-        (as with `gradient_accumulation_steps`) add up.
-        `keras_momenta.MinibatchVarianceModel` calls this in every `fit` step.
+        Call it before each `apply`, in the same execution: eagerly, or inside
+        the same `tf.function` (an `apply` without statistics of its own is
+        refused). Under a `tf.distribute` strategy, call it in replica context
+        with the replica's own sums and count: they are summed across replicas,
+        so B is the global batch. With `gradient_accumulation_steps` the
+        statistics of the accumulated batches add up. Statistics of a step that
+        `keras.optimizers.LossScaleOptimizer` skips are replaced by the next
+        call's. `keras_momenta.MinibatchVarianceModel` calls this in every
+        `fit` step.
         """
         if self.variance != "minibatch":
             raise ValueError(
@@ -187,30 +218,87 @@ class _VarianceAdapted(MomentaOptimizer):
                 )
             trainable_variables = self._trainable_variables
         trainable_variables = list(trainable_variables)
+        square_sums = list(square_sums)
+        if len(square_sums) != len(trainable_variables):
+            raise ValueError(
+                f"`square_sums` must have one entry (or None) for each of the "
+                f"{len(trainable_variables)} trainable variables; got {len(square_sums)}."
+            )
+        for square_sum, variable in zip(square_sums, trainable_variables):
+            if square_sum is not None and tuple(square_sum.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"`square_sums` for variable {variable_path_name(variable)!r} must "
+                    f"have its shape {tuple(variable.shape)}; got {tuple(square_sum.shape)}."
+                )
         if not self.built:
             with keras.name_scope(self.name, caller=self):
                 self.build(trainable_variables)
-        targets, values = [], []
-        for square_sum, variable in zip(square_sums, trainable_variables):
-            if square_sum is None:
-                continue
-            index = self._get_variable_index(variable)
+        indices = [self._get_variable_index(v) for v in trainable_variables]
+        values = []
+        for square_sum, variable, index in zip(square_sums, trainable_variables, indices):
             dtype = self._square_sums[index].dtype
-            targets += [self._square_sums[index], self._example_counts[index]]
-            values += [ops.cast(square_sum, dtype), ops.cast(batch_size, dtype)]
-        add_across_replicas(self, targets, values)
-        self._statistics_supplied = True
+            if square_sum is None:  # no examples for this variable
+                values += [ops.zeros(variable.shape, dtype), ops.zeros((), dtype)]
+            else:
+                values += [ops.cast(square_sum, dtype), ops.cast(batch_size, dtype)]
+        sum_across_replicas(self, values, lambda update, values: self._write_statistics(update, indices, values))
+        self._statistics_pending.add(execution_context())
+
+    def _write_statistics(self, update, indices, values):
+        accumulating = bool(self.gradient_accumulation_steps)
+        for position, index in enumerate(indices):
+            new_sum, new_count = values[2 * position], values[2 * position + 1]
+
+            def write(total, count, stamp, micro_step, new_sum, new_count, *last):
+                # Statistics added at this same micro-step were not used: the
+                # step was skipped (or statistics were added twice). Drop them.
+                unused = ops.equal(stamp, micro_step)
+                if accumulating:
+                    last_sum, last_count = last
+                    total.assign(ops.where(unused, total - last_sum, total) + new_sum)
+                    count.assign(ops.where(unused, count - last_count, count) + new_count)
+                    last_sum.assign(new_sum)
+                    last_count.assign(new_count)
+                else:
+                    total.assign(ops.where(unused, ops.zeros_like(total), total) + new_sum)
+                    count.assign(ops.where(unused, ops.zeros_like(count), count) + new_count)
+
+            last = (
+                (self._last_square_sums[index], self._last_example_counts[index])
+                if accumulating
+                else ()
+            )
+            update(
+                self._square_sums[index],
+                write,
+                self._example_counts[index],
+                self._statistics_step,
+                self._iterations,
+                new_sum,
+                new_count,
+                *last,
+            )
+        update(
+            self._statistics_step,
+            lambda stamp, micro_step: stamp.assign(micro_step),
+            self._iterations,
+        )
 
     def apply(self, grads, trainable_variables=None):
-        if self.variance == "minibatch" and not self._statistics_supplied:
-            raise ValueError(
-                f"{type(self).__name__}(variance='minibatch') needs the per-example "
-                f"gradient statistics of every batch and was given none. Train "
-                f"with `model = keras_momenta.MinibatchVarianceModel(model)` before "
-                f"`compile`/`fit`, or call `optimizer.add_minibatch_statistics(...)` "
-                f"before each `apply` in a custom loop; or use "
-                f"variance='moving_average', which needs only the gradients."
-            )
+        if self.variance == "minibatch":
+            context = execution_context()
+            if context not in self._statistics_pending:
+                raise ValueError(
+                    f"{type(self).__name__}(variance='minibatch') needs the per-example "
+                    f"gradient statistics of every batch, added in the same execution "
+                    f"(eagerly, or in the same `tf.function`) before each `apply`, and "
+                    f"was given none. Train with `model = "
+                    f"keras_momenta.MinibatchVarianceModel(model)` before "
+                    f"`compile`/`fit`, or call `optimizer.add_minibatch_statistics(...)` "
+                    f"before each `apply` in a custom loop; or use "
+                    f"variance='moving_average', which needs only the gradients."
+                )
+            self._statistics_pending.discard(context)
         return super().apply(grads, trainable_variables)
 
     def update_step(self, gradient, variable, learning_rate):

@@ -97,8 +97,14 @@ class Expectigrad(MomentaOptimizer):
             return
         super().build(var_list)
         self._sums = [self.add_state_variable(v, "sum") for v in var_list]
+        # A float32 sum of squares is carried with its rounding error: alone
+        # it stops growing after about 2²⁴ steps.
+        self._sum_errors = [
+            self.add_state_variable(v, "sum_error") if state_dtype(v.dtype) == "float32" else None
+            for v in var_list
+        ]
         self._counts = (
-            [self.add_state_variable(v, "count") for v in var_list]
+            [self.add_state_variable(v, "count", dtype="int32") for v in var_list]
             if self.sparse_counter
             else []
         )
@@ -113,38 +119,56 @@ class Expectigrad(MomentaOptimizer):
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, dtype)
         step = self.local_step(dtype)
-        gradient = _sparse.deduplicate(_sparse.cast(gradient, dtype))
+        gradient = _sparse.cast(gradient, dtype)
+        sparse = _sparse.is_row_sparse(gradient)
+        running_sum, error = self._sums[index], self._sum_errors[index]
+        count = self._counts[index] if self.sparse_counter else None
+        statistics = [v for v in (running_sum, error, count) if v is not None]
 
-        squared = ops.square(gradient)
-        running_sum = self._sums[index]
-        self.assign_add(running_sum, squared)
-        if self.sparse_counter:
-            count = self._counts[index]
-            self.assign_add(count, ops.sign(squared))
-            states = (running_sum, count)
-        else:
-            states = (running_sum,)
+        def accumulate(g, total, *rest):
+            rest = list(rest)
+            squared = ops.square(g)
+            if error is None:
+                new = [ops.add(total, squared)]
+            else:
+                new = list(_add_compensated(total, rest.pop(0), squared))
+            if count is not None:
+                new.append(ops.add(rest.pop(0), ops.cast(ops.greater(squared, 0), "int32")))
+            return new
+
+        # Written by value: every occurrence of a repeated row carries the same sum.
+        new_statistics = _sparse.map_rows(
+            accumulate, _sparse.deduplicate(gradient, every_occurrence=True), *statistics
+        )
+        for state, value in zip(statistics, new_statistics):
+            self.assign(state, value)
 
         epsilon = constant(self.epsilon, dtype)
         beta = constant(self.beta, dtype)
 
-        def scaled_step(scale):
-            def fn(g, s, n=step):
-                mean_square = ops.divide_no_nan(s, n)
+        def normalised(scale):
+            def fn(g, total, *counts):
+                n = _unsigned(counts[0], dtype) if counts else step
+                mean_square = ops.divide_no_nan(total, n)
                 return ops.multiply(scale, ops.divide(g, ops.add(epsilon, ops.sqrt(mean_square))))
 
-            return _sparse.map_rows(fn, gradient, *states)
+            if not sparse:  # the values just computed, not the variables read again
+                counts = [new_statistics[-1]] if count is not None else []
+                return fn(gradient, new_statistics[0], *counts)
+            # Added once per index: repeated rows after the first are zeros.
+            counts = [count] if count is not None else []
+            return _sparse.map_rows(fn, _sparse.deduplicate(gradient), running_sum, *counts)
 
         if self.beta == 0:
-            self.assign_sub(variable, _sparse.cast(scaled_step(lr), variable.dtype))
+            self.assign_sub(variable, _sparse.cast(normalised(lr), variable.dtype))
             return
 
         momentum = self._momentums[index]
-        if _sparse.is_row_sparse(gradient):
+        if sparse:
             self.assign(momentum, ops.multiply(beta, momentum))
-            self.assign_add(momentum, scaled_step(1 - beta))
+            self.assign_add(momentum, normalised(1 - beta))
         else:
-            self.assign(momentum, ops.add(ops.multiply(beta, momentum), scaled_step(1 - beta)))
+            self.assign(momentum, ops.add(ops.multiply(beta, momentum), normalised(1 - beta)))
         corrected_lr = ops.divide(lr, 1 - ops.power(beta, step))
         self.assign_sub(variable, ops.cast(ops.multiply(corrected_lr, momentum), variable.dtype))
 
@@ -158,3 +182,27 @@ class Expectigrad(MomentaOptimizer):
             }
         )
         return config
+
+
+def _add_compensated(total, error, x):
+    """(total, error) + x, a sum kept as the unevaluated pair total + error.
+
+    Knuth's TwoSum gives the exact rounding error of total + x, which is added
+    to `error`; the pair is then renormalised so that |error| ≤ ulp(total)/2.
+    In float32 the pair holds the sum to about 48 bits: no increment is lost
+    while it is above 2⁻⁴⁸ of the sum (naively, 2⁻²⁴).
+    """
+    rounded = ops.add(total, x)
+    virtual = ops.subtract(rounded, total)
+    rounding = ops.add(
+        ops.subtract(total, ops.subtract(rounded, virtual)), ops.subtract(x, virtual)
+    )
+    error = ops.add(error, rounding)
+    new_total = ops.add(rounded, error)
+    return new_total, ops.subtract(error, ops.subtract(new_total, rounded))
+
+
+def _unsigned(count, dtype):
+    """An int32 count read as unsigned (exact to 2³² − 1), as `dtype`."""
+    value = ops.cast(count, dtype)
+    return ops.where(ops.less(count, 0), ops.add(value, constant(2.0**32, dtype)), value)

@@ -2,6 +2,7 @@
 Le Roux, 2019)."""
 
 import contextlib
+import weakref
 
 import keras
 from keras import ops
@@ -15,6 +16,7 @@ from keras_momenta._base import (
     keras_arguments,
     state_dtype,
 )
+from keras_momenta.output_point import OutputPointOptimizer, read
 
 # Inner optimizers whose whole step is `update_step` and which only add to the
 # parameter an amount that does not depend on its value: IGT collects that
@@ -50,7 +52,7 @@ def _supported_inner(optimizer):
 
 
 @keras.saving.register_keras_serializable(package="keras_momenta")
-class IGT(MomentaOptimizer):
+class IGT(OutputPointOptimizer):
     """Implicit gradient transport around any value-independent Keras optimizer.
 
     IGT is a gradient estimator. At step t = 1, 2, ... with gradient g taken
@@ -82,10 +84,16 @@ class IGT(MomentaOptimizer):
 
     The answer of the method is θ, not the model variable: read it with
     `evaluation_weights`, swap it into the model around evaluation with
-    `km.callbacks.SwapEvaluationWeights`; `fit` writes it into the model when
-    it ends (`finalize_variable_values`). A further `fit` continues from θ with
-    all state kept; its first gradient is taken at θ itself rather than at the
-    extrapolated point, that is the shift starts afresh.
+    `km.callbacks.SwapEvaluationWeights`; `fit` puts it into the model when it
+    ends (`finalize_variable_values`) and keeps all state, so that a further
+    `fit` continues the run (see `keras_momenta.output_point`). Each variable
+    starts its run at its own first update, from its value then: a variable
+    without gradients keeps its value, and one changed from outside between
+    two `fit` calls continues from its new value.
+
+    A variable's constraint (`kernel_constraint=...`) applies to θ after each
+    step, and Keras applies it to the model variable: θ, the answer, satisfies
+    it.
 
     Decoupled weight decay acts on θ: set it either on IGT or on the inner
     optimizer (e.g. `keras.optimizers.AdamW`), with that optimizer's learning
@@ -135,17 +143,25 @@ class IGT(MomentaOptimizer):
         name="igt",
         **kwargs,
     ):
-        kwargs.pop("learning_rate", None)  # the inner optimizer's is used
+        if "learning_rate" in kwargs:
+            raise ValueError(
+                "IGT takes no `learning_rate`: it uses its inner optimizer's "
+                "(and its schedule). Set it there, e.g. "
+                "`km.IGT(keras.optimizers.SGD(learning_rate=0.5))`."
+            )
         if isinstance(inner_optimizer, dict):
             inner_optimizer = keras.saving.deserialize_keras_object(inner_optimizer)
         _check_inner(inner_optimizer)
-        if not (isinstance(tail_fraction, (int, float)) and 0 < tail_fraction <= 1):
-            raise ValueError(
-                f"`tail_fraction` must be in (0, 1] (the paper's c, the fraction "
-                f"of recent gradients averaged); got {tail_fraction!r}. The "
-                f"authors' TensorFlow code's `tail_fraction` is 1/c: pass its "
-                f"reciprocal."
-            )
+        check_in_range(
+            "tail_fraction",
+            tail_fraction,
+            0.0,
+            1.0,
+            low_closed=False,
+            high_closed=True,
+            note="the paper's c, the fraction of recent gradients averaged; the "
+            "authors' TensorFlow code's `tail_fraction` is 1/c: pass its reciprocal",
+        )
         check_bool("nonnegative_momentum", nonnegative_momentum)
         if use_ema:
             raise ValueError(
@@ -165,6 +181,7 @@ class IGT(MomentaOptimizer):
             self, learning_rate=0.0, **keras_arguments(locals()), **kwargs
         )
         self.inner_optimizer = inner_optimizer
+        inner_optimizer._keras_momenta_igt = weakref.ref(self)
         self.tail_fraction = float(tail_fraction)
         self.nonnegative_momentum = nonnegative_momentum
 
@@ -176,7 +193,7 @@ class IGT(MomentaOptimizer):
         super().build(var_list)
         self._estimates = [self.add_state_variable(v, "igt_estimate") for v in var_list]
         self._true_params = [self.add_state_variable(v, "igt_true_param") for v in var_list]
-        self._stashes = self.add_stash_variables(var_list)
+        self._set_answer_slots(var_list, self._true_params)
         # The inner optimizer steps θ: its slots take θ's shape and dtype.
         self.inner_optimizer.build(self._true_params)
 
@@ -195,10 +212,6 @@ class IGT(MomentaOptimizer):
     @property
     def has_output_point(self):
         return True
-
-    def _output_slots(self, variable):
-        index = self._get_variable_index(variable)
-        return self._true_params[index], self._stashes[index]
 
     # ------------------------------------------------------------------- step
 
@@ -249,19 +262,18 @@ class IGT(MomentaOptimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = state_dtype(variable.dtype)
-        index = self._get_variable_index(variable)
-        estimate = self._estimates[index]
-        true_param = self._true_params[index]
-        step = self.local_step(dtype)
+        start = self._begin_update(variable)
+        estimate = self._estimates[start.index]
+        true_param = self._true_params[start.index]
+        step = ops.cast(start.step, dtype)
         gamma, complement = self._momentum_and_complement(step, dtype)
         next_gamma, next_complement = self._momentum_and_complement(step + 1, dtype)
 
         gradient = _sparse.densify(_sparse.cast(gradient, dtype))
-        # θ starts at the variable's initial value; it cannot be set in
-        # build(), which `fit` runs where assignments are dropped.
-        theta = ops.where(
-            ops.equal(self.iterations, 0), ops.cast(variable, dtype), true_param
-        )
+        point = read(variable, dtype)
+        # θ starts at the variable's value when its run starts; it cannot be
+        # set in build(), which `fit` runs where assignments are dropped.
+        theta = ops.where(start.fresh, point, self._stored_answer(start, point, dtype))
         decay_source = self._decay_source()
         if decay_source is not None and decay_source._use_weight_decay(variable):
             rate = ops.multiply(
@@ -270,14 +282,22 @@ class IGT(MomentaOptimizer):
             theta = ops.subtract(theta, ops.multiply(rate, theta))
 
         # v + (1 − γ)(g − v): the small weight multiplies a small difference.
+        # γ = 0 on a run's first step, where v is exactly g.
         self.assign(
             estimate,
-            ops.add(estimate, ops.multiply(complement, ops.subtract(gradient, estimate))),
+            ops.where(
+                start.fresh,
+                gradient,
+                ops.add(estimate, ops.multiply(complement, ops.subtract(gradient, estimate))),
+            ),
         )
         with _collecting_additions(self.inner_optimizer, true_param) as additions:
             self.inner_optimizer.update_step(estimate, true_param, learning_rate)
         step_taken = _sum_or_zeros(additions, estimate)
         new_theta = ops.add(theta, step_taken)
+        constraint = self._constraint(start.index)
+        if constraint is not None:
+            new_theta = constraint(new_theta)
         self.assign(true_param, new_theta)
         shift = ops.divide(next_gamma, next_complement)
         self.assign(
@@ -363,14 +383,23 @@ def _check_inner(optimizer):
         )
     if not _supported_inner(optimizer):
         names = ", ".join(c.__name__ for c in _KERAS_INNER_OPTIMIZERS)
+        reason = getattr(optimizer, "value_independent_reason", None) or (
+            "IGT needs a step that does not read the parameter values and lives "
+            "entirely in `update_step`"
+        )
         raise ValueError(
             f"`inner_optimizer` {type(optimizer).__name__} is not supported by IGT: "
-            f"IGT needs a step that does not read the parameter values and lives "
-            f"entirely in `update_step`. Supported: {names}, and keras_momenta "
-            f"optimizers such as Expectigrad."
+            f"{reason}. Supported: Keras's {names}; keras_momenta's Expectigrad, "
+            f"MSSD, and MSVAG and AdamStar with variance='moving_average'."
         )
     if optimizer.built:
         raise ValueError("`inner_optimizer` must be new: it has already been built.")
+    owner = getattr(optimizer, "_keras_momenta_igt", None)
+    if owner is not None and owner() is not None:
+        raise ValueError(
+            "`inner_optimizer` already belongs to another IGT: its state would be "
+            "shared by both. Give each IGT its own inner optimizer."
+        )
     for argument in _WRAPPER_ONLY_ARGUMENTS:
         if getattr(optimizer, argument, None):
             raise ValueError(

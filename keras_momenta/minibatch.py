@@ -11,40 +11,7 @@ squares to the optimizer.
 import keras
 from keras import ops
 
-
-def add_across_replicas(optimizer, variables, values):
-    """`variables[i] += values[i]`, the values summed over replicas.
-
-    Called in replica context under a `tf.distribute` strategy, the values are
-    all-reduced and every copy of each variable is written through the
-    strategy, as Keras does with gradients, so the copies stay equal.
-    """
-    if keras.backend.backend() != "tensorflow":
-        for variable, value in zip(variables, values):
-            optimizer.assign_add(variable, value)
-        return
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is not None and values:
-        values = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-
-    def add(distribution, values):
-        for variable, value in zip(variables, values):
-            distribution.extended.update(
-                getattr(variable, "value", variable),
-                lambda v, x: v.assign_add(x),
-                args=(value,),
-                group=False,
-            )
-
-    tf.__internal__.distribute.interim.maybe_merge_call(
-        add, optimizer._distribution_strategy, values
-    )
-
-
-def _inner_optimizer(optimizer):
-    return getattr(optimizer, "inner_optimizer", optimizer)
+from keras_momenta.output_point import unwrap
 
 
 @keras.saving.register_keras_serializable(package="keras_momenta")
@@ -89,7 +56,7 @@ class MinibatchVarianceModel(keras.Model):
         return self.inner_model(inputs, training=training)
 
     def _refuse_unsupported(self):
-        inner = _inner_optimizer(self.optimizer)
+        inner = unwrap(self.optimizer)
         if getattr(inner, "variance", None) != "minibatch":
             raise ValueError(
                 "`MinibatchVarianceModel` trains with an optimizer that takes "
@@ -123,6 +90,8 @@ class MinibatchVarianceModel(keras.Model):
         examples = {"x": x, "y": y, "sample_weight": sample_weight}
         examples = {key: value for key, value in examples.items() if value is not None}
 
+        connected = []  # which variables the loss depends on (known when traced)
+
         def one_example(example):
             batch_of_one = keras.tree.map_structure(lambda t: t[None], example)
             with tf.GradientTape() as tape:
@@ -135,31 +104,32 @@ class MinibatchVarianceModel(keras.Model):
                     training=True,
                 )
                 scaled_loss = optimizer.scale_loss(loss)
-            gradients = tape.gradient(
-                scaled_loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-            )
-            gradients = [ops.convert_to_tensor(g) for g in gradients]  # IndexedSlices
+            gradients = tape.gradient(scaled_loss, variables)
+            connected[:] = [g is not None for g in gradients]
+            gradients = [ops.convert_to_tensor(g) for g in gradients if g is not None]  # IndexedSlices
             return keras.tree.map_structure(lambda t: t[0], y_pred), loss, gradients
 
         y_pred, losses, per_example = tf.vectorized_map(one_example, examples)
+        per_example = iter(per_example)
+        # A variable without a gradient gets None, as in Keras's own train step.
+        per_example = [next(per_example) if c else None for c in connected]
         batch_size = ops.shape(losses)[0]
-        gradients = [ops.mean(g, axis=0) for g in per_example]
+        gradients = [None if g is None else ops.mean(g, axis=0) for g in per_example]
         # Per-example losses carry the loss scale and, under a strategy,
         # Keras's 1/replicas factor; the statistics are of the plain losses.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         scale = ops.convert_to_tensor(optimizer.scale_loss(1.0), "float32") / replicas
         square_sums = []
         for g in per_example:
+            if g is None:
+                square_sums.append(None)
+                continue
             dtype = "float32" if g.dtype in ("float16", "bfloat16") else g.dtype
             g = ops.cast(g, dtype)
             square_sums.append(ops.divide(ops.sum(ops.square(g), axis=0), ops.square(ops.cast(scale, dtype))))
-        count = ops.cast(batch_size, "float32")
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            # A LossScaleOptimizer skips this step: so do its statistics.
-            finite = optimizer.check_finite(gradients)
-            square_sums = [ops.where(finite, s, ops.zeros_like(s)) for s in square_sums]
-            count = ops.where(finite, count, 0.0)
-        _inner_optimizer(optimizer).add_minibatch_statistics(square_sums, count, variables)
+        # A step that a LossScaleOptimizer skips leaves its statistics unused,
+        # and the next call replaces them.
+        unwrap(optimizer).add_minibatch_statistics(square_sums, batch_size, variables)
         optimizer.apply(gradients, variables)
 
         self._loss_tracker.update_state(

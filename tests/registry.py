@@ -55,10 +55,17 @@ class OptimizerCase:
         return self.reference(**self.kwargs)
 
 
-EXPECTIGRAD_INVALID = (
+LEARNING_RATE_INVALID = (
     ({"learning_rate": 0.0}, "learning_rate"),
     ({"learning_rate": -1e-3}, "learning_rate"),
+    ({"learning_rate": float("inf")}, "learning_rate"),
+    ({"learning_rate": float("nan")}, "learning_rate"),
+    ({"learning_rate": True}, "learning_rate"),
+)
+EXPECTIGRAD_INVALID = LEARNING_RATE_INVALID + (
     ({"beta": 1.0}, "beta"),
+    ({"beta": 0.99999999}, "beta"),  # 1.0 in float32, where the update computes
+    ({"epsilon": float("inf")}, "epsilon"),
     ({"beta": -0.1}, "beta"),
     ({"epsilon": 0.0}, "epsilon"),
     ({"epsilon": -1e-8}, "epsilon"),
@@ -110,6 +117,8 @@ def igt_reference(inner, **kwargs):
 IGT_INVALID = (
     ({"tail_fraction": 0.0}, "tail_fraction"),
     ({"tail_fraction": 1.5}, "tail_fraction"),
+    ({"tail_fraction": True}, "tail_fraction"),
+    ({"tail_fraction": 1e-50}, "tail_fraction"),  # 0.0 in float32
     ({"nonnegative_momentum": 1}, "nonnegative_momentum"),
     ({"inner": keras.optimizers.Lamb}, "inner_optimizer"),
     ({"inner": keras.optimizers.Nadam}, "inner_optimizer"),
@@ -140,10 +149,9 @@ CASES += [
 # shares M-SVAG's code but for its last line, which tests/test_dissecting_adam.py
 # checks); the full product runs in CI.
 _DISSECTING_DEFAULT_RUN = {"mssd-mu0.9", "msvag-mu0.9-moving_average", "msvag-mu0.9-minibatch"}
-MOMENTUM_INVALID = (
-    ({"learning_rate": 0.0}, "learning_rate"),
-    ({"learning_rate": -1e-3}, "learning_rate"),
+MOMENTUM_INVALID = LEARNING_RATE_INVALID + (
     ({"momentum": 1.0}, "momentum"),
+    ({"momentum": 0.99999999}, "momentum"),  # 1.0 in float32
     ({"momentum": -0.1}, "momentum"),
     ({"momentum": "0.9"}, "momentum"),
 )
@@ -198,6 +206,7 @@ AMORTIZED_INVALID = MOMENTUM_INVALID + (
     ({"amortization": 0}, "amortization"),
     ({"amortization": 2.0}, "amortization"),
     ({"amortization": True}, "amortization"),
+    ({"amortization": 2**40}, "amortization"),
     ({"option": "III"}, "option"),
     ({"option": 2}, "option"),
 )

@@ -322,22 +322,75 @@ def test_pending_restart_survives_a_checkpoint(tmp_path):
         np.testing.assert_allclose(v.numpy(), e, rtol=1e-10)
 
 
+AMORTIZED = [
+    (lambda option: km.AM1SGD(LR, BETA, amortization=3, option=option),
+     lambda option, k: AM1Reference(BETA, 3, option)),
+    (lambda option: km.AM2SGD(LR, BETA, amortization=3, option=option, seed=11),
+     lambda option, k: _am2_reference_at(option, k)),
+]
+
+
+def _am2_reference_at(option, k):
+    """AM2's index sequence is the optimizer's: a variable starting at step k
+    draws jₖ, jₖ₊₁, ... like every other variable."""
+    reference = AM2Reference(BETA, 3, option, seed=11)
+    reference.k = k
+    return reference
+
+
 @pytest.mark.parametrize("option", ["I", "II"])
-def test_a_second_fit_continues_from_the_answer(option):
-    """`fit` ends with the answer in the model; with option II the next `fit`
-    restarts the amortization from it, with option I it just continues."""
+@pytest.mark.parametrize("make, reference", AMORTIZED, ids=["am1", "am2"])
+def test_a_variable_whose_first_gradient_comes_late_starts_its_run_then(make, reference, option):
+    """Its averages and table start at its value then, not at zero."""
+    stream, params = _stream(25, seed=4), initial_params(SHAPES)
+    late = 7
+    optimizer = make(option)
+    variables = [keras.Variable(p) for p in params]
+    references = [reference(option, 0), reference(option, late)]
+    expected = [np.array(p) for p in params]
+    for t, grads in enumerate(stream):
+        given = [grads[0], grads[1] if t >= late else None]
+        optimizer.apply([None if g is None else tf.constant(g) for g in given], variables)
+        for i, g in enumerate(given):
+            if g is not None:
+                expected[i] = references[i].step([expected[i]], [g], LR)[0]
+        for v, e in zip(variables, expected):
+            np.testing.assert_allclose(v.numpy(), e, rtol=1e-10, atol=1e-12, err_msg=f"step {t}")
+    for answer, r in zip(optimizer.evaluation_weights(variables), references):
+        np.testing.assert_allclose(answer.numpy(), r.output_point()[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("option", ["I", "II"])
+@pytest.mark.parametrize("make, reference", AMORTIZED, ids=["am1", "am2"])
+def test_assigning_one_variable_between_fits_restarts_only_its_run(make, reference, option):
     keras.config.set_floatx("float64")
     x, y = _data()
-    model = _model(lambda: km.AM1SGD(2.0**-4, BETA, amortization=3, option=option))
-    reference = AM1Reference(BETA, 3, option)
-    params = model.get_weights()
-    for epochs in (2, 2):
-        model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0)
-        params = _fit_reference(reference, params, x, y, epochs, lambda _: 2.0**-4, ())
-        for a, b in zip(model.get_weights(), params):
-            np.testing.assert_allclose(a, b, rtol=1e-10)
-        if option == "II":
-            reference.restart()
+    model = _model(lambda: make(option))
+    params = [np.asarray(w, np.float64) for w in model.get_weights()]
+    references = [reference(option, 0), reference(option, 0)]
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    kernel = np.array([[0.5], [-1.0], [0.25]])
+    model.trainable_variables[0].assign(kernel)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+
+    def steps(params, epochs, first_gradient_at=None):
+        for _ in range(epochs):
+            for start in range(0, len(x), 16):
+                at, first_gradient_at = first_gradient_at or params, None
+                xb, yb = x[start : start + 16], y[start : start + 16]
+                residual = xb @ at[0] + at[1] - yb
+                grads = [2 * xb.T @ residual / 16, 2 * residual.sum(axis=0) / 16]
+                params = [r.step([p], [g], LR)[0] for r, p, g in zip(references, params, grads)]
+        return params
+
+    params = steps(params, 2)
+    references[0].restart()
+    # The kernel restarts at its new value; the bias goes on from its
+    # training point, its first gradient taken at the answer the model held.
+    answer = [kernel, references[1].output_point()[0]]
+    steps([kernel, params[1]], 1, first_gradient_at=answer)
+    for a, r in zip(model.get_weights(), references):
+        np.testing.assert_allclose(a, r.output_point()[0], rtol=1e-10)
 
 
 # ------------------------------------------------------- restart callback
@@ -498,3 +551,9 @@ def test_state_memory(cls, option, m, copies):
     size = sum(int(np.prod(s)) for s in SHAPES)
     state = sum(int(np.prod(v.shape)) for v in optimizer.variables if v.dtype.startswith("float"))
     assert state == copies * size + 1  # + the learning rate
+
+
+def test_point_table_larger_than_memory_is_refused_naming_the_argument():
+    optimizer = km.AM2SGD(amortization=2**30)
+    with pytest.raises(ValueError, match=r"`amortization`=1073741824 needs 8e\+03 GiB"):
+        optimizer.build([keras.Variable(np.zeros(1000))])

@@ -4,7 +4,8 @@ import keras
 import tensorflow as tf
 
 import keras_momenta as km
-from keras_momenta._base import KERAS_ARGUMENTS, compiling_with_xla
+from keras_momenta._backend import compiling_with_xla
+from keras_momenta._base import KERAS_ARGUMENTS
 
 
 def test_compiling_with_xla_is_true_only_while_tracing_for_xla():

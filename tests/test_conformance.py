@@ -1,11 +1,15 @@
 """What every keras_momenta optimizer must do, checked for each registry case."""
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 
 import keras_momenta as km
+from keras_momenta.output_point import OutputPointOptimizer
 from tests.harness import SHAPES, KerasSemantics, gradient_stream, initial_params
 from tests.registry import CASES
 
@@ -244,6 +248,10 @@ def _optimizer_state(optimizer):
     return [v.numpy() for v in optimizer.variables]
 
 
+# Per-coordinate counts (Expectigrad's) are integers whatever the variable's dtype.
+COUNTER_DTYPE = "int32"
+
+
 def _slots(optimizer):
     """Per-variable state: everything but the step counter, the learning rate
     and integer scalars (step counts and seeds, e.g. AM-SGD's restart step)."""
@@ -400,7 +408,9 @@ def test_mixed_float16_policy(case):
     history = model.fit(x, y, batch_size=16, epochs=5, shuffle=False, verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
-    assert (_slots(inner) or case.stateless) and all(v.dtype == "float32" for v in _slots(inner))
+    assert (_slots(inner) or case.stateless) and all(
+        v.dtype in ("float32", COUNTER_DTYPE) for v in _slots(inner)
+    )
 
     # A step with a non-finite gradient is skipped: no state changes.
     before = _optimizer_state(inner) + [w.copy() for w in model.get_weights()]
@@ -453,6 +463,14 @@ def test_invalid_hyperparameters_name_the_argument(case):
             case.make(**kwargs)
 
 
+@case_param
+def test_integer_trainable_variables_are_refused(case):
+    optimizer = case.make()
+    variables = [keras.Variable(np.zeros(3)), keras.Variable(np.zeros(2, "int32"), dtype="int32")]
+    with pytest.raises(ValueError, match="dtype int32.*floating-point"):
+        optimizer.build(variables)
+
+
 # ------------------------------------------------ 8. variable dtypes
 
 
@@ -477,7 +495,7 @@ def test_variable_dtypes(case, dtype, steps):
         assert v.dtype == dtype
     wanted_state_dtype = "float32" if dtype in ("float16", "bfloat16") else dtype
     for state in _slots(optimizer):
-        assert state.dtype == wanted_state_dtype, f"{state.path} is {state.dtype}"
+        assert state.dtype in (wanted_state_dtype, COUNTER_DTYPE), f"{state.path} is {state.dtype}"
     # Rounding the iterate to the dtype every step bounds the drift from the
     # float64 reference by a few units in the last place per step.
     unit_roundoff = {"float16": 2**-11, "bfloat16": 2**-8, "float32": 2**-24, "float64": 2**-53}
@@ -499,14 +517,23 @@ def test_variable_dtypes(case, dtype, steps):
         np.testing.assert_allclose(actual, e, rtol=0, atol=tolerance * scale)
 
 
-# ------------------------------------------------ 9. output point
+# ------------------------------------------------ 9. output point and the user's model
 
 
 OUTPUT_POINT_CASES = [c.param for c in CASES if c.make().has_output_point]
+# Optimizers whose state holds points (IGT's θ, AM's averages and tables):
+# their state must follow the model's own values.
+POINT_STATE_CASES = [c.param for c in CASES if issubclass(c.cls, OutputPointOptimizer)]
 
 
 def test_every_output_point_optimizer_is_in_the_suite():
     assert {c.values[0].cls for c in OUTPUT_POINT_CASES} >= {km.IGT, km.AM1SGD, km.AM2SGD}
+    assert {c.values[0].kwargs.get("option") for c in POINT_STATE_CASES} >= {"I", "II"}
+
+
+def _not_fingerprint(variable):
+    # The digest of what was handed over is a record, not training state.
+    return "fingerprint" not in variable.path
 
 
 @pytest.mark.parametrize("case", OUTPUT_POINT_CASES)
@@ -523,17 +550,210 @@ def test_swap_is_exact_and_leaves_training_state_unchanged(case, dtype):
     state = [v.numpy() for v in optimizer.variables]
     assert not np.array_equal(training[0], answer[0])
 
-    optimizer.swap_evaluation_weights(variables)
-    for v, a in zip(variables, answer):
-        np.testing.assert_array_equal(v.numpy(), a)
-    np.testing.assert_array_equal(optimizer.evaluation_weights(variables)[0].numpy(), answer[0])
-    optimizer.swap_evaluation_weights(variables)
-    for v, t in zip(variables, training):
-        np.testing.assert_array_equal(v.numpy(), t)
-    for after, before in zip(optimizer.variables, state):
-        if "stash" not in after.path:
-            np.testing.assert_array_equal(after.numpy(), before, err_msg=after.path)
-    np.testing.assert_array_equal(optimizer.evaluation_weights(variables)[0].numpy(), answer[0])
+    # Swapped in and back, and handed over at the end of `fit` and taken back.
+    for load in (optimizer.load_evaluation_weights, optimizer.finalize_variable_values):
+        load(variables)
+        assert optimizer.evaluation_weights_in_model
+        for v, a in zip(variables, answer):
+            np.testing.assert_array_equal(v.numpy(), a)
+        for a, wanted in zip(optimizer.evaluation_weights(variables), answer):
+            np.testing.assert_array_equal(a.numpy(), wanted)
+        optimizer.restore_training_weights(variables)
+        assert not optimizer.evaluation_weights_in_model
+        for v, t in zip(variables, training):
+            np.testing.assert_array_equal(v.numpy(), t)
+        for after, before in zip(optimizer.variables, state):
+            if "stash" not in after.path and _not_fingerprint(after):
+                np.testing.assert_array_equal(after.numpy(), before, err_msg=after.path)
+        np.testing.assert_array_equal(optimizer.evaluation_weights(variables)[0].numpy(), answer[0])
+
+
+def _gradients_at(params, xb, yb):
+    """The mini-batch gradient of Keras's "mse" for a Dense(1) layer."""
+    residual = xb @ params[0] + params[1] - yb
+    return [2 * xb.T @ residual / len(xb), 2 * residual.sum(axis=0) / len(xb)]
+
+
+def fit_in_pieces_reference(case, weights, x, y, pieces, batch_size=16):
+    """The answer after several `fit` calls, each of `epochs` epochs.
+
+    `pieces` lists (epochs, how) for each call; `how` says what happens in
+    front of it: "continue" (the model as the previous `fit` left it, holding
+    the answer: the first gradient is taken at the answer, the step goes on
+    from the training point), "swap_back" (`SwapEvaluationWeights` puts the
+    training point back: the run goes on exactly), or new weights set from
+    outside (every variable's run starts afresh from them).
+    """
+    semantics = KerasSemantics(case.make_reference(), case.learning_rate)
+    params = [np.asarray(w, np.float64) for w in weights]
+    for index, (epochs, how) in enumerate(pieces):
+        gradient_point = None
+        if index > 0 and isinstance(how, list):
+            semantics.reference.restart()
+            params = [np.asarray(w, np.float64) for w in how]
+        elif index > 0 and how == "continue":
+            gradient_point = semantics.output_point(params)
+        for _ in range(epochs):
+            for start in range(0, len(x), batch_size):
+                xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+                at = params if gradient_point is None else gradient_point
+                params = semantics.step(params, _gradients_at(at, xb, yb))
+                gradient_point = None
+    return semantics.output_point(params)
+
+
+def _assert_weights(actual, expected, rtol=1e-10):
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", POINT_STATE_CASES)
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fit_in_pieces_continues_the_run(case, jit_compile):
+    """`fit` ends with the answer in the model and keeps all state: the next
+    `fit` goes on exactly with `SwapEvaluationWeights`, and without it takes
+    only its first gradient at the answer; weights set in between win."""
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    model = case_model(case)
+    initial = model.get_weights()
+    model.compile(optimizer=case.make(), loss="mse", jit_compile=jit_compile)
+    swap = km.callbacks.SwapEvaluationWeights()
+    _fit(model, x, y, 2)
+    _fit(model, x, y, 1, [swap])
+    _fit(model, x, y, 1)
+    new_weights = [w * 0.5 + 0.25 for w in model.get_weights()]
+    model.set_weights(new_weights)
+    _fit(model, x, y, 1)
+    model.set_weights(new_weights)  # values the optimizer handed over, set again: no change
+    _fit(model, x, y, 1, [swap])
+    expected = fit_in_pieces_reference(
+        case, initial, x, y, [(2, None), (1, "swap_back"), (1, "continue"), (1, new_weights), (1, new_weights)]
+    )
+    _assert_weights(model.get_weights(), expected)
+
+    # Uninterrupted: exactly the same as one `fit`, also across a `.keras` file.
+    one = case_model(case)
+    one.compile(optimizer=case.make(), loss="mse", jit_compile=jit_compile)
+    _fit(one, x, y, 3)
+    pieces = case_model(case)
+    pieces.compile(optimizer=case.make(), loss="mse", jit_compile=jit_compile)
+    _fit(pieces, x, y, 1, [swap])
+    path = os.path.join(tempfile.mkdtemp(), "pieces.keras")
+    pieces.save(path)
+    pieces = keras.models.load_model(path)
+    _fit(pieces, x, y, 1, [swap])
+    _fit(pieces, x, y, 1, [swap])
+    for a, b in zip(pieces.get_weights(), one.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class _UnusedWeight(keras.layers.Layer):
+    """A trainable weight the loss does not depend on (gets no gradient)."""
+
+    def build(self, input_shape):
+        self.unused = self.add_weight(shape=(2,), initializer="ones", name="unused")
+
+    def call(self, inputs):
+        return inputs
+
+
+@case_param
+def test_weight_without_gradient_is_left_alone(case):
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), _UnusedWeight(), keras.layers.Dense(1)])
+    if case.wrap_model:
+        model = case.wrap_model(model)
+    model.compile(optimizer=case.make(), loss="mse")
+    _fit(model, x, y, 2, [km.callbacks.SwapEvaluationWeights()])
+    unused = next(w for w in model.trainable_variables if "unused" in w.path)
+    np.testing.assert_array_equal(unused.numpy(), [1.0, 1.0])
+    answer = model.optimizer.evaluation_weights([unused])[0]
+    np.testing.assert_array_equal(answer.numpy(), [1.0, 1.0])
+    _fit(model, x, y, 1)
+    np.testing.assert_array_equal(unused.numpy(), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("case", POINT_STATE_CASES)
+@pytest.mark.parametrize(
+    "constraint, satisfied",
+    [
+        (keras.constraints.NonNeg(), lambda w: np.all(w >= 0)),
+        (keras.constraints.MaxNorm(0.5, axis=0), lambda w: np.all(np.linalg.norm(w, axis=0) <= 0.5 + 1e-12)),
+    ],
+    ids=["non_neg", "max_norm"],
+)
+def test_answer_satisfies_the_weight_constraint(case, constraint, satisfied):
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    y = -3 * y  # the unconstrained solution breaks both constraints
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(1, kernel_constraint=constraint)]
+    )
+    model.compile(optimizer=case.make(), loss="mse")
+    answers = []
+
+    class Answers(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            answers.append(self.model.optimizer.evaluation_weights(self.model.trainable_variables)[0].numpy())
+
+    _fit(model, x, y, 3, [Answers()])
+    assert all(satisfied(a) for a in answers)
+    assert satisfied(model.trainable_variables[0].numpy())
+
+
+@pytest.mark.parametrize("case", OUTPUT_POINT_CASES)
+def test_file_saved_with_the_answer_in_reloads_and_resumes(case, tmp_path):
+    """README's recipe: `SwapEvaluationWeights(swap_on_epoch=True)` before
+    `ModelCheckpoint`. The file holds the answer as model weights and says so."""
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    swap = km.callbacks.SwapEvaluationWeights(swap_on_epoch=True)
+    path = tmp_path / "epoch{epoch}.keras"
+    model = case_model(case)
+    model.compile(optimizer=case.make(), loss="mse")
+    _fit(model, x, y, 3, [swap, keras.callbacks.ModelCheckpoint(str(path))])
+    uninterrupted = model.get_weights()
+
+    restored = keras.models.load_model(str(tmp_path / "epoch1.keras"))
+    answer = [a.numpy() for a in restored.optimizer.evaluation_weights(restored.trainable_variables)]
+    for a, w in zip(answer, restored.get_weights()):
+        np.testing.assert_array_equal(a, w)
+    _fit(restored, x, y, 2, [km.callbacks.SwapEvaluationWeights()])
+    for a, b in zip(restored.get_weights(), uninterrupted):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", OUTPUT_POINT_CASES)
+def test_interrupted_validation_leaves_a_consistent_state(case):
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    swap = km.callbacks.SwapEvaluationWeights()
+    one = case_model(case)
+    one.compile(optimizer=case.make(), loss="mse")
+    _fit(one, x, y, 2)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    model = case_model(case)
+    model.compile(optimizer=case.make(), loss="mse")
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                  validation_data=(x, y), callbacks=[swap, Interrupt()])
+    answer = [a.numpy() for a in model.optimizer.evaluation_weights(model.trainable_variables)]
+    for a, w in zip(answer, model.get_weights()):  # the answer is in the model, and known to be
+        np.testing.assert_array_equal(a, w)
+    model.evaluate(x, y, verbose=0, callbacks=[swap])
+    for a, w in zip(answer, model.get_weights()):
+        np.testing.assert_array_equal(a, w)
+    _fit(model, x, y, 1, [swap])
+    for a, b in zip(model.get_weights(), one.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 # ------------------------------------------------ 10. MirroredStrategy
@@ -543,7 +763,11 @@ def _fit_under(strategy, case, x, y, jit_compile):
     with strategy.scope():
         model = case_model(case)
         model.compile(optimizer=case.make(), loss="mse", jit_compile=jit_compile)
-    _fit(model, x, y, 3)
+    _fit(model, x, y, 2)
+    # A second `fit` takes the model back from the first (the answer in it),
+    # one of its variables changed in between.
+    model.trainable_variables[-1].assign(np.full(model.trainable_variables[-1].shape, 0.25))
+    _fit(model, x, y, 1)
     return model
 
 

@@ -187,13 +187,21 @@ def test_state_follows_hyperparameters():
     def slot_names(cls, **kwargs):
         optimizer = cls(**kwargs)
         optimizer.build(variables)
-        return sorted(v.name.split("_", 1)[-1] for v in optimizer.variables[2:])
+        return sorted(
+            v.name.split("_", 1)[-1] for v in optimizer.variables[2:]
+            if "gradient_accumulator" not in v.name  # Keras's own
+        )
 
     assert slot_names(km.MSSD) == ["momentum"]
     assert slot_names(km.MSSD, momentum=0.0) == []
     assert slot_names(km.MSVAG) == ["mean", "variance"]
     assert slot_names(km.AdamStar, variance="minibatch") == [
-        "example_count", "momentum", "square_sum", "variance",
+        "example_count", "momentum", "square_sum", "step", "variance",
+    ]
+    # Accumulating, the last call's share is kept too (a skipped step drops it).
+    assert slot_names(km.AdamStar, variance="minibatch", gradient_accumulation_steps=2) == [
+        "example_count", "last_example_count", "last_square_sum", "momentum", "square_sum",
+        "step", "variance",
     ]
 
 
@@ -278,6 +286,72 @@ def test_minibatch_needs_statistics():
         km.MSVAG().add_minibatch_statistics([tf.zeros(2)], 4, [keras.Variable(np.zeros(2))])
 
 
+def test_every_step_needs_its_own_statistics():
+    """Statistics given once do not carry over to later steps, eager or traced."""
+    variables = [keras.Variable(np.zeros(2)), keras.Variable(np.zeros((2, 3)))]
+    optimizer = km.MSVAG(variance="minibatch")
+    grads = [tf.ones(2, "float64"), tf.ones((2, 3), "float64")]
+    sums = [tf.ones(2, "float64") * 8, tf.ones((2, 3), "float64") * 8]
+    optimizer.add_minibatch_statistics(sums, 4, variables)
+    optimizer.apply(grads, variables)
+    with pytest.raises(ValueError, match="add_minibatch_statistics"):
+        optimizer.apply(grads, variables)
+    # Statistics added eagerly do not serve a traced step, which would run
+    # without them every time after the first.
+    optimizer.add_minibatch_statistics(sums, 4, variables)
+    with pytest.raises(ValueError, match="same `tf.function`"):
+        tf.function(lambda: optimizer.apply(grads, variables))()
+
+    @tf.function
+    def step():
+        optimizer.add_minibatch_statistics(sums, 4, variables)
+        optimizer.apply(grads, variables)
+
+    step()
+    step()
+    assert int(optimizer.iterations.numpy()) == 3
+
+
+def test_statistics_must_match_the_variables():
+    variables = [keras.Variable(np.zeros(2)), keras.Variable(np.zeros((2, 3)))]
+    optimizer = km.MSVAG(variance="minibatch")
+    with pytest.raises(ValueError, match="one entry .* 2 trainable variables; got 1"):
+        optimizer.add_minibatch_statistics([tf.ones(2, "float64")], 4, variables)
+    with pytest.raises(ValueError, match=r"shape \(2, 3\); got \(3, 2\)"):
+        optimizer.add_minibatch_statistics(
+            [tf.ones(2, "float64"), tf.ones((3, 2), "float64")], 4, variables
+        )
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_custom_loop_drops_the_statistics_of_a_skipped_step(traced):
+    """With a LossScaleOptimizer, the statistics of a step it skips (non-finite
+    gradients) are not used by the next step."""
+    sums = tf.constant([8.0, 3.0])
+    finite, infinite = tf.constant([1.0, -2.0]), tf.constant([np.inf, 1.0])
+
+    def run(batches):
+        variable = keras.Variable(np.zeros(2, "float32"))
+        optimizer = keras.optimizers.LossScaleOptimizer(km.MSVAG(variance="minibatch"))
+        optimizer.build([variable])
+
+        def step(gradient, square_sum):
+            # Gradients of the scaled loss; the statistics are of the plain one.
+            optimizer.inner_optimizer.add_minibatch_statistics([square_sum], 4, [variable])
+            optimizer.apply([optimizer.scale_loss(gradient)], [variable])
+
+        step = tf.function(step) if traced else step
+        for gradient, square_sum in batches:
+            step(gradient, square_sum)
+        return optimizer.inner_optimizer, variable
+
+    skipped, variable = run([(infinite, sums * np.inf), (finite, sums)])
+    clean, clean_variable = run([(finite, sums)])
+    assert int(skipped.iterations.numpy()) == 1
+    np.testing.assert_array_equal(variable.numpy(), clean_variable.numpy())
+    np.testing.assert_array_equal(skipped._variances[0].numpy(), clean._variances[0].numpy())
+
+
 @pytest.mark.parametrize(
     "layer, optimizer, loss, message",
     [
@@ -312,16 +386,29 @@ def test_minibatch_model_saves_and_predicts_like_its_inner_model(tmp_path):
 
 
 def test_minibatch_statistics_of_a_skipped_mixed_precision_step_are_dropped():
-    # Under mixed_float16 the scaled gradient of this loss overflows float16:
-    # LossScaleOptimizer skips the step, and the statistics must not linger.
+    # Under mixed_float16 the scaled gradient of the first batch overflows
+    # float16: LossScaleOptimizer skips the step, and its (infinite)
+    # statistics must not reach the next step.
     keras.mixed_precision.set_global_policy("mixed_float16")
-    model = km.MinibatchVarianceModel(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
-    model.compile(optimizer=km.MSVAG(variance="minibatch"), loss="mse")
-    model.fit(np.full((4, 2), 1e4), np.zeros((4, 1)), batch_size=4, verbose=0)
+    x = np.concatenate([np.full((4, 2), 1e4), np.random.default_rng(5).normal(size=(4, 2))])
+    y = np.zeros((8, 1))
+
+    def train(x, y):
+        keras.utils.set_random_seed(0)
+        model = km.MinibatchVarianceModel(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+        model.compile(optimizer=km.MSVAG(variance="minibatch"), loss="mse")
+        model.fit(x, y, batch_size=4, shuffle=False, verbose=0)
+        return model
+
+    model = train(x, y)
     inner = model.optimizer.inner_optimizer
-    assert int(inner.iterations.numpy()) == 0  # skipped
-    for state in inner._square_sums + inner._example_counts + inner._variances:
-        np.testing.assert_array_equal(state.numpy(), 0.0)
+    assert int(inner.iterations.numpy()) == 1  # the first step was skipped
+    clean = train(x[4:], y[4:])
+    for a, b in zip(inner.variables, clean.optimizer.inner_optimizer.variables):
+        if "statistics_step" not in a.path:
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    for a, b in zip(model.get_weights(), clean.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -104,3 +104,53 @@ def test_registry_and_get():
     assert isinstance(km.get("Expectigrad", beta=0.5), km.Expectigrad)
     with pytest.raises(ValueError, match="known: .*expectigrad"):
         km.get("nope")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("sparse_counter", [True, False])
+def test_statistics_stay_exact_past_2_to_the_31_steps(dtype, sparse_counter):
+    """Started as after 2³¹ − 40 steps, the sum of squares keeps every new
+    gradient and the count every nonzero one; float32 steps follow the
+    float64 reference. (Kept as plain float32, both stopped at 2²⁴ steps.)"""
+    rng = np.random.default_rng(6)
+    steps_before, shape = 2**31 - 40, (3, 4)
+    mean_square = rng.uniform(0.5, 2.0, size=shape)
+    exact_sum = steps_before * mean_square
+    high = exact_sum.astype(np.float32)
+    low = (exact_sum - high.astype(np.float64)).astype(np.float32)
+    start = rng.normal(size=shape)
+    momentum = rng.normal(size=shape) * 0.1
+
+    variable = keras.Variable(start, dtype=dtype)
+    optimizer = km.Expectigrad(LEARNING_RATE, sparse_counter=sparse_counter)
+    optimizer.build([variable])
+    optimizer.iterations.assign(steps_before)
+    optimizer._sums[0].assign(high)
+    optimizer._sum_errors[0].assign(low)
+    optimizer._momentums[0].assign(momentum.astype(np.float32))
+    if sparse_counter:
+        optimizer._counts[0].assign(np.full(shape, steps_before, np.int32))
+
+    reference = ExpectigradReference(beta=0.9, sparse_counter=sparse_counter)
+    reference.t = steps_before
+    reference.s = [high.astype(np.float64) + low.astype(np.float64)]
+    reference.n = [np.full(shape, float(steps_before))]
+    reference.m = [momentum.astype(np.float32).astype(np.float64)]
+    expected = [tf.cast(variable.value, "float64").numpy()]
+    step = tf.function(lambda g: optimizer.apply([g], [variable]), jit_compile=True)
+    for t in range(80):  # past 2³¹
+        # Squares from a quarter to twice the mean: each adds less than 2⁻³⁰
+        # of the sum, which plain float32 (2⁻²⁴) rounds away.
+        g = np.sqrt(mean_square * rng.uniform(0.25, 2.0, size=shape)) * rng.choice([-1, 1], size=shape)
+        g = np.where(rng.random(size=shape) < 0.2, 0.0, g)
+        g = tf.cast(tf.constant(g), dtype).numpy().astype(np.float64)
+        step(tf.constant(g, dtype=dtype))
+        expected = reference.step(expected, [g], LEARNING_RATE)
+        if dtype == "float32":
+            np.testing.assert_allclose(variable.numpy(), expected[0], rtol=2e-6, atol=2e-7)
+    total = optimizer._sums[0].numpy().astype(np.float64) + optimizer._sum_errors[0].numpy()
+    np.testing.assert_allclose(total, reference.s[0], rtol=2.0**-44)
+    if sparse_counter:
+        count = optimizer._counts[0].numpy().astype(np.int64) % 2**32  # unsigned
+        np.testing.assert_array_equal(count, reference.n[0])
+        assert count.max() > 2**31

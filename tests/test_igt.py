@@ -6,7 +6,12 @@ import keras
 import tensorflow as tf
 
 import keras_momenta as km
+from tests.harness import gradient_stream, initial_params
+from tests.references.dissecting_adam import AdamStarReference, MSSDReference, MSVAGReference
+from tests.references.expectigrad import ExpectigradReference
 from tests.references.igt import IGTReference, igt_momentum
+
+SHAPES = [(4, 3), (5,)]
 
 # ----------------------------------------------------------------- the method
 
@@ -185,7 +190,12 @@ def test_inner_weight_decay_acts_on_the_true_iterate():
         ),
         (lambda: km.IGT(keras.optimizers.AdamW(), weight_decay=0.1), "set it on one of them"),
         (lambda: km.IGT(keras.optimizers.SGD(), tail_fraction=10), "reciprocal"),
+        (lambda: km.IGT(keras.optimizers.SGD(), tail_fraction=True), "`tail_fraction` must be a real"),
+        (lambda: km.IGT(keras.optimizers.SGD(), tail_fraction=1e-50), "0.0 in float32"),
         (lambda: km.IGT(keras.optimizers.SGD(), use_ema=True), "evaluation_weights"),
+        (lambda: km.IGT(keras.optimizers.SGD(0.1), learning_rate=0.5), "Set it there"),
+        (lambda: km.IGT(km.MSVAG(variance="minibatch")), "per-example statistics"),
+        (lambda: km.IGT(km.AM1SGD()), "AM1SGD is not supported"),
     ],
 )
 def test_refusals_say_what_to_do(make, message):
@@ -200,12 +210,43 @@ def test_built_inner_optimizer_is_refused():
         km.IGT(inner)
 
 
-def test_expectigrad_inside():
-    x = keras.Variable(np.ones(3))
-    optimizer = km.IGT(km.Expectigrad(0.1), tail_fraction=0.5)
-    for _ in range(100):
-        optimizer.apply([tf.constant(2.0, tf.float64) * x.value], [x])
-    assert np.all(np.abs(optimizer.evaluation_weights([x])[0].numpy()) < 0.2)
+def test_numpy_tail_fraction_is_accepted():
+    optimizer = km.IGT(keras.optimizers.SGD(), tail_fraction=np.float32(0.25))
+    assert optimizer.tail_fraction == pytest.approx(0.25)
+    assert km.IGT.from_config(optimizer.get_config()).tail_fraction == optimizer.tail_fraction
+
+
+def test_one_inner_optimizer_cannot_serve_two_igts():
+    inner = keras.optimizers.SGD(0.1)
+    first = km.IGT(inner)  # noqa: F841 - alive while the second is made
+    with pytest.raises(ValueError, match="already belongs to another IGT"):
+        km.IGT(inner)
+
+
+@pytest.mark.parametrize(
+    "make_inner, make_reference",
+    [
+        (lambda: km.Expectigrad(2.0**-5, beta=0.875), lambda: ExpectigradReference(beta=0.875)),
+        (lambda: km.MSSD(2.0**-5, momentum=0.875), lambda: MSSDReference(momentum=0.875)),
+        (lambda: km.MSVAG(2.0**-5, momentum=0.875), lambda: MSVAGReference(momentum=0.875)),
+        (lambda: km.AdamStar(2.0**-5, momentum=0.875), lambda: AdamStarReference(momentum=0.875)),
+    ],
+    ids=["expectigrad", "mssd", "msvag", "adamstar"],
+)
+def test_keras_momenta_inner_optimizers_follow_the_reference(make_inner, make_reference):
+    """The package's optimizers whose step does not read the parameters work
+    inside IGT, as README says."""
+    stream, params = gradient_stream(SHAPES, 60), initial_params(SHAPES)
+    variables = [keras.Variable(p) for p in params]
+    optimizer = km.IGT(make_inner(), tail_fraction=0.5)
+    optimizer.build(variables)
+    step = tf.function(lambda g: optimizer.apply(g, variables))
+    reference = IGTReference(inner=make_reference(), tail_fraction=0.5)
+    for grads in stream:
+        step([tf.constant(g) for g in grads])
+        params = reference.step(params, grads, 2.0**-5)
+        for v, p in zip(variables, params):
+            np.testing.assert_allclose(v.numpy(), p, rtol=1e-10, atol=1e-13)
 
 
 # ------------------------------------------------------------- output point
@@ -273,31 +314,82 @@ def test_swap_around_evaluation_keeps_training_unchanged(jit_compile):
         np.testing.assert_array_equal(a, b)
 
 
-def test_fit_ends_at_the_true_iterate_and_a_second_fit_continues():
+def test_fit_ends_at_the_true_iterate_and_keeps_its_state():
     keras.config.set_floatx("float64")
     x, y = _data()
     model = _model()
     recorder = _Record()
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[recorder])
-    theta = [t.numpy() for t in model.optimizer._true_params]
+    shifted = recorder.weights[-1]
+    theta = [a.numpy() for a in model.optimizer.evaluation_weights(model.trainable_variables)]
     for a, b in zip(model.get_weights(), theta):
-        np.testing.assert_array_equal(a, b)  # finalize wrote θ
-    assert not np.allclose(recorder.weights[-1][0], theta[0])  # it was shifted before
+        np.testing.assert_array_equal(a, b)  # finalize put θ into the model
+    assert not np.allclose(shifted[0], theta[0])  # it was shifted before
+    model.optimizer.restore_training_weights(model.trainable_variables)
+    for a, b in zip(model.get_weights(), shifted):
+        np.testing.assert_array_equal(a, b)  # the shifted point was kept
 
-    # The second fit keeps all state; its first gradient is taken at θ.
-    reference = IGTReference(inner=("sgd", {"momentum": 0.875}), tail_fraction=0.5)
-    keras.utils.set_random_seed(0)
-    params = [w.copy() for w in _model().get_weights()]
-    for epoch in range(4):
-        if epoch == 2:
-            params = reference.output_point()
-        for start in range(0, 64, 16):
-            xb, yb = x[start : start + 16], y[start : start + 16]
-            residual = xb @ params[0] + params[1] - yb
-            grads = [2 * xb.T @ residual / 16, 2 * residual.sum(axis=0) / 16]
-            params = reference.step(params, grads, 2.0**-4)
+
+def _per_variable_run(optimizer, references, stream, params, active_from):
+    """Apply `stream` with variable i getting gradients from step
+    `active_from[i]` (None before); each variable's reference starts then."""
+    variables = [keras.Variable(p) for p in params]
+    expected = [np.array(p) for p in params]
+    for t, grads in enumerate(stream):
+        given = [g if t >= start else None for g, start in zip(grads, active_from)]
+        optimizer.apply([None if g is None else tf.constant(g) for g in given], variables)
+        for i, g in enumerate(given):
+            if g is not None:
+                expected[i] = references[i].step([expected[i]], [g], 2.0**-5)[0]
+        for v, e in zip(variables, expected):
+            np.testing.assert_allclose(v.numpy(), e, rtol=1e-10, atol=1e-13, err_msg=f"step {t}")
+    return variables
+
+
+@pytest.mark.parametrize("tail_fraction", [1.0, 0.25])
+def test_a_variable_whose_first_gradient_comes_late_starts_its_run_then(tail_fraction):
+    """γ counts the variable's own updates, and θ starts at its value then."""
+    stream, params = gradient_stream(SHAPES, 30, seed=3), initial_params(SHAPES)
+    optimizer = km.IGT(keras.optimizers.SGD(2.0**-5, momentum=0.875), tail_fraction)
+    references = [
+        IGTReference(inner=("sgd", {"momentum": 0.875}), tail_fraction=tail_fraction)
+        for _ in SHAPES
+    ]
+    variables = _per_variable_run(optimizer, references, stream, params, active_from=[0, 9])
+    for answer, reference in zip(optimizer.evaluation_weights(variables), references):
+        np.testing.assert_allclose(answer.numpy(), reference.output_point()[0], rtol=1e-10)
+
+
+def test_assigning_one_variable_between_fits_restarts_only_its_run():
+    keras.config.set_floatx("float64")
+    x, y = _data()
+    model = _model()
+    params = [np.asarray(w, np.float64) for w in model.get_weights()]
+    references = [IGTReference(inner=("sgd", {"momentum": 0.875}), tail_fraction=0.5) for _ in params]
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-    for a, b in zip(model.get_weights(), reference.output_point()):
+    kernel = np.array([[0.5], [-1.0], [0.25]])
+    model.trainable_variables[0].assign(kernel)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+
+    def steps(params, epochs, first_gradient_at=None):
+        for _ in range(epochs):
+            for start in range(0, len(x), 16):
+                at = first_gradient_at or params
+                first_gradient_at = None
+                xb, yb = x[start : start + 16], y[start : start + 16]
+                residual = xb @ at[0] + at[1] - yb
+                grads = [2 * xb.T @ residual / 16, 2 * residual.sum(axis=0) / 16]
+                params = [r.step([p], [g], 2.0**-4)[0] for r, p, g in zip(references, params, grads)]
+        return params
+
+    params = steps(params, 2)
+    references[0].restart()
+    # The kernel restarts at its new value; the bias goes on from its shifted
+    # point, its first gradient taken where the model held it (at θ).
+    answer = [kernel, references[1].output_point()[0]]
+    params = steps([kernel, params[1]], 1, first_gradient_at=answer)
+    expected = [r.output_point()[0] for r in references]
+    for a, b in zip(model.get_weights(), expected):
         np.testing.assert_allclose(a, b, rtol=1e-10)
 
 

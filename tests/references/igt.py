@@ -22,11 +22,21 @@ def igt_momentum(t, c=1.0, nonnegative=False):
 
 class IGTReference:
     def __init__(self, inner=("sgd", {}), tail_fraction=1.0, nonnegative_momentum=False):
-        name, kwargs = inner
-        self.inner = INNER_REFERENCES[name](**kwargs)
+        """`inner`: (name of a Keras optimizer reference, its kwargs), or a
+        reference object with `step(params, grads, learning_rate)`."""
+        if isinstance(inner, tuple):
+            name, kwargs = inner
+            inner = INNER_REFERENCES[name](**kwargs)
+        self.inner = inner
         self.c, self.nonnegative = tail_fraction, nonnegative_momentum
         self.t = 0
         self.theta = self.v = None
+
+    def restart(self):
+        """The next step starts a new run at the parameters it is given
+        (θ ← them, t ← 1); the inner optimizer keeps its state."""
+        self.t = 0
+        self.theta = None
 
     def _start(self, params):
         if self.theta is None:

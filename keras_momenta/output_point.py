@@ -1,0 +1,288 @@
+"""Optimizers whose state holds points of parameter space: the output-point contract.
+
+IGT keeps its true iterate θ beside the shifted point where gradients are
+taken; AM1-SGD and AM2-SGD keep averages and tables of past iterates, and with
+option II answer with an average. Such state belongs to the values the model
+variables had when it was written, so an `OutputPointOptimizer` tracks, per
+model variable, in optimizer variables (saved and restored with the rest):
+
+* `update_count`: the updates this variable has had since its run started.
+  Its first update (whenever it comes, and after `restart`) starts the
+  variable's run from its current value; a variable that never had one is
+  its own answer.
+* `handed_over` and `fingerprint`: whether the optimizer has handed the
+  model variable over (at the end of `fit`, or when the answer is swapped in
+  for evaluation), and a digest of the value it handed over. When it takes
+  the variable back, a different value means the user changed it
+  (`set_weights`, `load_weights`, `assign`): training continues from that
+  value, and the variable's run starts afresh there. The same value means the
+  model was left alone: all state is kept.
+
+The answer (IGT's θ, option II's average) lives in an *answer slot* per
+variable. To put it into the model, the answer and the training point are
+exchanged between the variable and the slot; a float16/bfloat16 variable (its
+float32 answer would round in the exchange) and a constrained variable whose
+answer is projected when reported keep the training point in a *stash*
+instead.
+
+Handing over and taking back:
+
+* `load_evaluation_weights` and `restore_training_weights` do it between
+  steps (`km.callbacks.SwapEvaluationWeights` calls them around evaluation
+  and at the start of `fit`), exactly.
+* `finalize_variable_values` (the end of `fit`) hands over.
+* A step that finds its variable handed over takes it back itself: the
+  gradient was then taken at the answer rather than at the training point,
+  and the step goes on from the training point with all state (one gradient
+  taken at a nearby point; `SwapEvaluationWeights` makes it exact).
+
+A subclass creates its answer slots in `build` and registers them with
+`_set_answer_slots`, starts each `update_step` with `_begin_update`, and
+reads the point and the answer through `_training_point` and
+`_stored_answer`.
+"""
+
+import collections
+
+import keras
+from keras import ops
+
+from keras_momenta._backend import update_replicas
+from keras_momenta._base import LOW_PRECISION_DTYPES, MomentaOptimizer, variable_path_name
+from keras_momenta._hash import fingerprint
+
+
+def unwrap(optimizer):
+    """The optimizer inside `keras.optimizers.LossScaleOptimizer` wrappers."""
+    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def read(variable, dtype):
+    """The variable's current value as a tensor of `dtype`.
+
+    `ops.cast` of a `tf.Variable` to its own dtype returns the variable
+    itself, which, used after the variable is written, gives the new value.
+    """
+    return ops.cast(ops.copy(variable), dtype)
+
+
+UpdateStart = collections.namedtuple("UpdateStart", "index fresh swapped step")
+UpdateStart.__doc__ = """What `_begin_update` finds for one variable.
+
+index: the variable's index. fresh: its run starts at this step (first
+update, after `restart`, or its value was changed from outside). swapped:
+the answer is in the model and the training point aside (a hand-over not yet
+taken back). step: the 1-based number of this update in the variable's run.
+"""
+
+
+class OutputPointOptimizer(MomentaOptimizer):
+    """Base of optimizers whose state holds points of parameter space (not used directly)."""
+
+    # Whether the reported answer is passed through the variable's constraint
+    # (the averages of AM option II; IGT constrains its iterate in the step).
+    projects_answer = False
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._update_counts = [self._add_scalar(v, "update_count") for v in var_list]
+        self._handed_over = [self._add_scalar(v, "handed_over") for v in var_list]
+        self._fingerprints = [self._add_scalar(v, "fingerprint") for v in var_list]
+        self._answers = [None] * len(var_list)
+        self._stashes = [None] * len(var_list)
+
+    def _add_scalar(self, variable, name):
+        with self._colocated_with(variable):
+            return self.add_variable(
+                shape=(), initializer="zeros", dtype="int64", name=f"{variable_path_name(variable)}_{name}"
+            )
+
+    def _set_answer_slots(self, var_list, answers):
+        """Register the answer slot of each variable (None: the answer is the variable)."""
+        self._answers = list(answers)
+        self._stashes = [
+            self.add_state_variable(v, "stash") if a is not None and self._needs_stash(v) else None
+            for v, a in zip(var_list, self._answers)
+        ]
+
+    def _needs_stash(self, variable):
+        low_precision = keras.backend.standardize_dtype(variable.dtype) in LOW_PRECISION_DTYPES
+        return low_precision or (self.projects_answer and variable.constraint is not None)
+
+    @property
+    def has_output_point(self):
+        raise NotImplementedError
+
+    def _constraint(self, index):
+        return self._trainable_variables[index].constraint
+
+    # ------------------------------------------------------------ in a step
+
+    def _begin_update(self, variable):
+        """Bookkeeping at the start of `update_step`; returns an `UpdateStart`."""
+        index = self._get_variable_index(variable)
+        count, flag = self._update_counts[index], self._handed_over[index]
+        recorded = self._fingerprints[index]
+        handed_over = ops.equal(flag, 1)
+        changed = ops.cond(
+            handed_over,
+            lambda: ops.not_equal(fingerprint(variable), recorded),
+            lambda: ops.convert_to_tensor(False),
+        )
+        fresh = ops.logical_or(ops.equal(count, 0), changed)
+        step = ops.where(fresh, ops.ones_like(count), count + 1)
+        self.assign(count, step)
+        self.assign(flag, ops.zeros_like(flag))
+        swapped = ops.logical_and(handed_over, ops.logical_not(changed))
+        return UpdateStart(index, fresh, swapped, step)
+
+    def _training_point(self, start, point, dtype):
+        """Where the step continues from: `point` (the model's value), or the
+        training point kept aside while the answer is in the model."""
+        answer, stash = self._answers[start.index], self._stashes[start.index]
+        if answer is None:
+            return point
+        return ops.where(start.swapped, read(stash if stash is not None else answer, dtype), point)
+
+    def _stored_answer(self, start, point, dtype):
+        """The answer slot's value; an exchanged answer is in the model (`point`)."""
+        answer = self._answers[start.index]
+        if self._stashes[start.index] is not None:
+            return read(answer, dtype)
+        return ops.where(start.swapped, point, read(answer, dtype))
+
+    # ----------------------------------------------------------- between steps
+
+    def _reported_answer(self, index, value, count, answer):
+        """The answer for a variable holding `value` whose slot holds `answer`."""
+        reported = ops.cast(answer, value.dtype)
+        constraint = self._constraint(index)
+        if self.projects_answer and constraint is not None:
+            reported = constraint(reported)
+        return ops.where(ops.equal(count, 0), value, reported)
+
+    def evaluation_weights(self, var_list):
+        """The values of this optimizer's answer for the given model variables.
+
+        The answer is where the optimizer has got to (IGT's true iterate, the
+        averages of AM1/AM2-SGD option II); for a variable without an update
+        yet, or changed from outside after the answer was put into the model,
+        its own value.
+        """
+        if not self.built:
+            return [ops.convert_to_tensor(v) for v in var_list]
+        values = []
+        for variable in var_list:
+            index = self._get_variable_index(variable)
+            value = ops.convert_to_tensor(variable)
+            answer = self._answers[index]
+            if answer is not None:
+                reported = self._reported_answer(index, value, self._update_counts[index], answer)
+                value = ops.where(ops.equal(self._handed_over[index], 1), value, reported)
+            values.append(value)
+        return values
+
+    @property
+    def evaluation_weights_in_model(self):
+        """Whether the model variables hold the answer (after `fit`, or swapped in)."""
+        if not self.built:
+            return True
+        return all(
+            int(ops.convert_to_numpy(flag)) == 1
+            for flag, answer in zip(self._handed_over, self._answers)
+            if answer is not None
+        )
+
+    def load_evaluation_weights(self, var_list):
+        """Hand the model variables over, with the answer in them.
+
+        The training point is kept in the optimizer; `restore_training_weights`
+        (or the next step) puts it back. Variables already handed over are
+        left as they are.
+        """
+        if self.built:
+            for variable in var_list:
+                self._update_variable_state(variable, self._hand_over)
+
+    def restore_training_weights(self, var_list):
+        """Take the model variables back, with the training point in them.
+
+        A variable whose value is no longer the one handed over was changed
+        from outside: it keeps that value and its run starts afresh there.
+        """
+        if self.built:
+            for variable in var_list:
+                self._update_variable_state(variable, self._take_back)
+
+    def swap_evaluation_weights(self, var_list):
+        """Put the answer into the model, or the training point back if it is there."""
+        if self.evaluation_weights_in_model:
+            self.restore_training_weights(var_list)
+        else:
+            self.load_evaluation_weights(var_list)
+
+    def finalize_variable_values(self, var_list):
+        """At the end of `fit` the model takes the answer; all state is kept.
+
+        A further `fit` continues the run: exactly with
+        `km.callbacks.SwapEvaluationWeights` (it puts the training point back
+        before the first step), otherwise with its first gradient taken at the
+        answer. Weights changed in between are where it continues.
+        """
+        # Handed over before Keras's EMA overwrite (option I), which then
+        # counts as a change from outside: the run restarts from the average.
+        self.load_evaluation_weights(var_list)
+        super().finalize_variable_values(var_list)
+
+    def restart_runs(self):
+        """Start every variable's run afresh from its current value at its next update."""
+        if self.built:
+            for variable, count in zip(self._trainable_variables, self._update_counts):
+                update_replicas(self, lambda _, c: c.assign(ops.zeros_like(c)), variable, count)
+
+    def _update_variable_state(self, variable, fn):
+        index = self._get_variable_index(variable)
+        state = (
+            self._update_counts[index],
+            self._handed_over[index],
+            self._fingerprints[index],
+            self._answers[index],
+            self._stashes[index],
+        )
+        present = [s is not None for s in state]
+
+        def run(var, *values):
+            values = iter(values)
+            fn(index, var, *[next(values) if p else None for p in present])
+
+        update_replicas(self, run, variable, *[s for s in state if s is not None])
+
+    def _hand_over(self, index, var, count, flag, recorded, answer, stash):
+        already = ops.equal(flag, 1)
+        if answer is not None:
+            current = read(var, var.dtype)
+            reported = self._reported_answer(index, current, count, answer)
+            kept = stash if stash is not None else answer
+            kept.assign(ops.where(already, read(kept, kept.dtype), ops.cast(current, kept.dtype)))
+            var.assign(ops.where(already, current, reported))
+        recorded.assign(ops.where(already, read(recorded, "int64"), fingerprint(var)))
+        flag.assign(ops.ones_like(flag))
+
+    def _take_back(self, index, var, count, flag, recorded, answer, stash):
+        handed_over = ops.equal(flag, 1)
+        changed = ops.logical_and(handed_over, ops.not_equal(fingerprint(var), recorded))
+        restore = ops.logical_and(handed_over, ops.logical_not(changed))
+        if answer is not None:
+            current = read(var, var.dtype)
+            if stash is not None:
+                var.assign(ops.where(restore, ops.cast(stash, var.dtype), current))
+            else:
+                kept = read(answer, answer.dtype)
+                answer.assign(ops.where(restore, ops.cast(current, answer.dtype), kept))
+                var.assign(ops.where(restore, ops.cast(kept, var.dtype), current))
+        count.assign(ops.where(changed, ops.zeros_like(count), read(count, "int64")))
+        flag.assign(ops.zeros_like(flag))
