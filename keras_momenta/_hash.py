@@ -1,9 +1,10 @@
-"""MurmurHash3's 32-bit finalizer in int64 `keras.ops`, exact on every device.
+"""Integer hashing in int64 `keras.ops`, exact on every device.
 
-A bijection of 32-bit integers with full avalanche, computed in int64 with
-every product below 2⁵⁰, so it gives the same bits on every device, replica
-and backend and under XLA. AM2-SGD's point index and the fingerprint that
-tells whether a model variable was changed from outside both use it.
+MurmurHash3's 32-bit finalizer (AM2-SGD's point index) is a bijection of
+32-bit integers with full avalanche, computed with every product below 2⁵⁰;
+`fingerprint` (whether a model variable was changed from outside) is an
+integer sum. Both give the same bits on every device, replica and backend and
+under XLA.
 """
 
 import keras
@@ -35,13 +36,15 @@ _WORD_DTYPES = {"float16": "int16", "bfloat16": "int16", "float32": "int32", "fl
 def fingerprint(value):
     """An int64 digest of a float tensor's exact bits at their positions.
 
-    Σᵢ fmix32(wordᵢ ⊕ fmix32(i)) over the tensor's 16- or 32-bit words: an
-    integer sum, so it does not depend on the order of the reduction (eager,
-    traced or XLA-compiled, any device). A change of one element always
-    changes it; unrelated values collide with probability about 2⁻³².
+    Σᵢ (wordᵢ ⊕ pᵢ) over the tensor's 16- or 32-bit words, with the position
+    spread over 32 bits, pᵢ = (i·0x9E3779B9) mod 2³². An integer sum, so it
+    does not depend on the order of the reduction (eager, traced or
+    XLA-compiled, any device), with no overflow below 2³¹ words. A change of
+    one element always changes it (⊕ pᵢ is a bijection); exchanging two
+    elements changes it too unless their bits and positions happen to
+    cancel. Few operations, since it is traced once for every variable.
     """
     value = ops.reshape(ops.convert_to_tensor(value), (-1,))
-    words = ops.view(value, _WORD_DTYPES[keras.backend.standardize_dtype(value.dtype)])
-    words = ops.bitwise_and(ops.cast(words, "int64"), MASK32)
-    positions = ops.arange(ops.shape(words)[0], dtype="int64")
-    return ops.sum(finalize32(ops.bitwise_xor(words, finalize32(positions))))
+    words = ops.cast(ops.view(value, _WORD_DTYPES[keras.backend.standardize_dtype(value.dtype)]), "int64")
+    positions = ops.bitwise_and(ops.arange(ops.shape(words)[0], dtype="int64") * 0x9E3779B9, MASK32)
+    return ops.sum(ops.bitwise_xor(words, positions))

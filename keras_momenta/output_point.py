@@ -4,7 +4,8 @@ IGT keeps its true iterate θ beside the shifted point where gradients are
 taken; AM1-SGD and AM2-SGD keep averages and tables of past iterates, and with
 option II answer with an average. Such state belongs to the values the model
 variables had when it was written, so an `OutputPointOptimizer` tracks, per
-model variable, in optimizer variables (saved and restored with the rest):
+model variable, in one int64 optimizer variable `point_state` of three
+entries (saved and restored with the rest):
 
 * `update_count`: the updates this variable has had since its run started.
   Its first update (whenever it comes, and after `restart`) starts the
@@ -68,6 +69,17 @@ def read(variable, dtype):
     return ops.cast(ops.copy(variable), dtype)
 
 
+# Multiplying a point state by these sets its update count to 0 (and the
+# hand-over flag).
+_KEEP_ALL_BUT_COUNT = (0, 1, 1)
+_KEEP_ONLY_FINGERPRINT = (0, 0, 1)
+
+
+def _unstack(state):
+    """(update count, handed over, fingerprint) of a point state."""
+    return state[0], state[1], state[2]
+
+
 UpdateStart = collections.namedtuple("UpdateStart", "index fresh swapped step")
 UpdateStart.__doc__ = """What `_begin_update` finds for one variable.
 
@@ -75,6 +87,7 @@ index: the variable's index. fresh: its run starts at this step (first
 update, after `restart`, or its value was changed from outside). swapped:
 the answer is in the model and the training point aside (a hand-over not yet
 taken back). step: the 1-based number of this update in the variable's run.
+A variable changed from outside is fresh and not swapped.
 """
 
 
@@ -89,17 +102,22 @@ class OutputPointOptimizer(MomentaOptimizer):
         if self.built:
             return
         super().build(var_list)
-        self._update_counts = [self._add_scalar(v, "update_count") for v in var_list]
-        self._handed_over = [self._add_scalar(v, "handed_over") for v in var_list]
-        self._fingerprints = [self._add_scalar(v, "fingerprint") for v in var_list]
+        self._point_states = []
+        for variable in var_list:
+            with self._colocated_with(variable):
+                self._point_states.append(
+                    self.add_variable(
+                        shape=(3,),  # [update count, handed over, fingerprint]
+                        initializer="zeros",
+                        dtype="int64",
+                        # Written in replica context too (`_take_back_changed`),
+                        # with the same value on every replica.
+                        aggregation="only_first_replica",
+                        name=f"{variable_path_name(variable)}_point_state",
+                    )
+                )
         self._answers = [None] * len(var_list)
         self._stashes = [None] * len(var_list)
-
-    def _add_scalar(self, variable, name):
-        with self._colocated_with(variable):
-            return self.add_variable(
-                shape=(), initializer="zeros", dtype="int64", name=f"{variable_path_name(variable)}_{name}"
-            )
 
     def _set_answer_slots(self, var_list, answers):
         """Register the answer slot of each variable (None: the answer is the variable)."""
@@ -122,23 +140,44 @@ class OutputPointOptimizer(MomentaOptimizer):
 
     # ------------------------------------------------------------ in a step
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        self._take_back_changed(trainable_variables)
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+    def _take_back_changed(self, variables):
+        """A handed-over variable whose value changed since starts its run afresh.
+
+        One conditional for all variables, so that their digests are computed
+        only on the first step after a hand-over (and traced once).
+        """
+        states = [self._point_states[self._get_variable_index(v)] for v in variables]
+        values = [ops.convert_to_tensor(state) for state in states]
+        handed_over = [ops.equal(value[1], 1) for value in values]
+
+        def digests_differ():
+            return [
+                ops.logical_and(h, ops.not_equal(fingerprint(variable), value[2]))
+                for h, variable, value in zip(handed_over, variables, values)
+            ]
+
+        changed = ops.cond(
+            ops.any(ops.stack(handed_over)),
+            digests_differ,
+            lambda: [ops.convert_to_tensor(False)] * len(variables),
+        )
+        for state, value, changed_ in zip(states, values, changed):
+            # Update count 0 and not handed over: the run restarts from the value.
+            state.assign(ops.where(changed_, value * _KEEP_ONLY_FINGERPRINT, value))
+
     def _begin_update(self, variable):
         """Bookkeeping at the start of `update_step`; returns an `UpdateStart`."""
         index = self._get_variable_index(variable)
-        count, flag = self._update_counts[index], self._handed_over[index]
-        recorded = self._fingerprints[index]
-        handed_over = ops.equal(flag, 1)
-        changed = ops.cond(
-            handed_over,
-            lambda: ops.not_equal(fingerprint(variable), recorded),
-            lambda: ops.convert_to_tensor(False),
-        )
-        fresh = ops.logical_or(ops.equal(count, 0), changed)
+        state = self._point_states[index]
+        count, flag, recorded = _unstack(read(state, "int64"))
+        fresh = ops.equal(count, 0)
         step = ops.where(fresh, ops.ones_like(count), count + 1)
-        self.assign(count, step)
-        self.assign(flag, ops.zeros_like(flag))
-        swapped = ops.logical_and(handed_over, ops.logical_not(changed))
-        return UpdateStart(index, fresh, swapped, step)
+        self.assign(state, ops.stack([step, ops.zeros_like(flag), recorded]))
+        return UpdateStart(index, fresh, ops.equal(flag, 1), step)
 
     def _training_point(self, start, point, dtype):
         """Where the step continues from: `point` (the model's value), or the
@@ -158,7 +197,8 @@ class OutputPointOptimizer(MomentaOptimizer):
     # ----------------------------------------------------------- between steps
 
     def _reported_answer(self, index, value, count, answer):
-        """The answer for a variable holding `value` whose slot holds `answer`."""
+        """The answer for a variable holding `value` whose slot holds `answer`
+        (its run has had `count` updates)."""
         reported = ops.cast(answer, value.dtype)
         constraint = self._constraint(index)
         if self.projects_answer and constraint is not None:
@@ -181,8 +221,9 @@ class OutputPointOptimizer(MomentaOptimizer):
             value = ops.convert_to_tensor(variable)
             answer = self._answers[index]
             if answer is not None:
-                reported = self._reported_answer(index, value, self._update_counts[index], answer)
-                value = ops.where(ops.equal(self._handed_over[index], 1), value, reported)
+                count, flag, _ = _unstack(ops.convert_to_tensor(self._point_states[index]))
+                reported = self._reported_answer(index, value, count, answer)
+                value = ops.where(ops.equal(flag, 1), value, reported)
             values.append(value)
         return values
 
@@ -192,8 +233,8 @@ class OutputPointOptimizer(MomentaOptimizer):
         if not self.built:
             return True
         return all(
-            int(ops.convert_to_numpy(flag)) == 1
-            for flag, answer in zip(self._handed_over, self._answers)
+            int(ops.convert_to_numpy(state)[1]) == 1
+            for state, answer in zip(self._point_states, self._answers)
             if answer is not None
         )
 
@@ -241,27 +282,24 @@ class OutputPointOptimizer(MomentaOptimizer):
     def restart_runs(self):
         """Start every variable's run afresh from its current value at its next update."""
         if self.built:
-            for variable, count in zip(self._trainable_variables, self._update_counts):
-                update_replicas(self, lambda _, c: c.assign(ops.zeros_like(c)), variable, count)
+            for variable, state in zip(self._trainable_variables, self._point_states):
+                update_replicas(self, lambda _, s: s.assign(s * _KEEP_ALL_BUT_COUNT), variable, state)
 
     def _update_variable_state(self, variable, fn):
         index = self._get_variable_index(variable)
-        state = (
-            self._update_counts[index],
-            self._handed_over[index],
-            self._fingerprints[index],
-            self._answers[index],
-            self._stashes[index],
-        )
-        present = [s is not None for s in state]
+        slots = (self._answers[index], self._stashes[index])
+        present = [s is not None for s in slots]
 
-        def run(var, *values):
+        def run(var, state, *values):
             values = iter(values)
-            fn(index, var, *[next(values) if p else None for p in present])
+            fn(index, var, state, *[next(values) if p else None for p in present])
 
-        update_replicas(self, run, variable, *[s for s in state if s is not None])
+        update_replicas(
+            self, run, variable, self._point_states[index], *[s for s in slots if s is not None]
+        )
 
-    def _hand_over(self, index, var, count, flag, recorded, answer, stash):
+    def _hand_over(self, index, var, state, answer, stash):
+        count, flag, recorded = _unstack(read(state, "int64"))
         already = ops.equal(flag, 1)
         if answer is not None:
             current = read(var, var.dtype)
@@ -269,10 +307,11 @@ class OutputPointOptimizer(MomentaOptimizer):
             kept = stash if stash is not None else answer
             kept.assign(ops.where(already, read(kept, kept.dtype), ops.cast(current, kept.dtype)))
             var.assign(ops.where(already, current, reported))
-        recorded.assign(ops.where(already, read(recorded, "int64"), fingerprint(var)))
-        flag.assign(ops.ones_like(flag))
+        recorded = ops.where(already, recorded, fingerprint(var))
+        state.assign(ops.stack([count, ops.ones_like(flag), recorded]))
 
-    def _take_back(self, index, var, count, flag, recorded, answer, stash):
+    def _take_back(self, index, var, state, answer, stash):
+        count, flag, recorded = _unstack(read(state, "int64"))
         handed_over = ops.equal(flag, 1)
         changed = ops.logical_and(handed_over, ops.not_equal(fingerprint(var), recorded))
         restore = ops.logical_and(handed_over, ops.logical_not(changed))
@@ -284,5 +323,5 @@ class OutputPointOptimizer(MomentaOptimizer):
                 kept = read(answer, answer.dtype)
                 answer.assign(ops.where(restore, ops.cast(current, answer.dtype), kept))
                 var.assign(ops.where(restore, ops.cast(kept, var.dtype), current))
-        count.assign(ops.where(changed, ops.zeros_like(count), read(count, "int64")))
-        flag.assign(ops.zeros_like(flag))
+        count = ops.where(changed, ops.zeros_like(count), count)
+        state.assign(ops.stack([count, ops.zeros_like(flag), recorded]))
