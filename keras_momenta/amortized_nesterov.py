@@ -123,10 +123,11 @@ class AM1SGD(AmortizedNesterov):
     Option I reports x (the paper's heuristic option, like Keras's and
     PyTorch's Nesterov SGD); option II reports x̃, the average of the last
     completed block of m iterates (the option the paper analyses). The model
-    variables always hold x; option II's answer is read with
+    variables hold x while training; option II's answer is read with
     `evaluation_weights`, swapped in around evaluation by
-    `km.callbacks.SwapEvaluationWeights` and written into the model at the end
-    of `fit`, after which a further `fit` restarts the amortization from it.
+    `km.callbacks.SwapEvaluationWeights` and put into the model at the end of
+    `fit`, after which a further `fit` continues the amortization (see
+    `keras_momenta.output_point`).
 
     Cost: instead of x̃⁺ this class keeps the block's offset
     T = Σ(block's iterates) − m·x̃, so that x̃⁺ − x̃ = T/m. Without XLA a step
@@ -325,8 +326,8 @@ class AM2SGD(AmortizedNesterov):
     kept in an optimizer variable, so checkpoints restore the index sequence.
 
     Option II (default) reports φ̄ (read it with `evaluation_weights`, swap
-    it in with `km.callbacks.SwapEvaluationWeights`; `fit` writes it into the
-    model at its end, and a further `fit` restarts from it). Option I reports
+    it in with `km.callbacks.SwapEvaluationWeights`; `fit` puts it into the
+    model at its end, and a further `fit` continues the run). Option I reports
     x; the paper found option I *unstable* for AM2-SGD and does not recommend
     it (Section 3.1), attributing this to the extra randomness of jₖ.
 

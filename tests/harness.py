@@ -164,3 +164,25 @@ def minibatch_statistics(stream, seed=2):
             square_sums.append(batch_size * (g**2 + (batch_size - 1) * s_hat))
         statistics.append((square_sums, batch_size))
     return statistics
+
+
+def least_squares_gradients(params, xb, yb):
+    """The mini-batch gradient of Keras's "mse" for a Dense(1) layer, params = [kernel, bias]."""
+    residual = xb @ params[0] + params[1] - yb
+    return [2 * xb.T @ residual / len(xb), 2 * residual.sum(axis=0) / len(xb)]
+
+
+def per_variable_fit(references, params, x, y, epochs, learning_rate, batch_size=16, first_gradient_at=None):
+    """`fit` of a Dense(1) layer on "mse" with one reference per variable.
+
+    For elementwise algorithms this equals one reference for all variables,
+    and lets each variable's run start (`restart`) on its own. The first
+    gradient is taken at `first_gradient_at` if given (the point the model
+    held), every other at the references' own points. Returns the points.
+    """
+    for _ in range(epochs):
+        for start in range(0, len(x), batch_size):
+            at, first_gradient_at = first_gradient_at or params, None
+            grads = least_squares_gradients(at, x[start : start + batch_size], y[start : start + batch_size])
+            params = [r.step([p], [g], learning_rate)[0] for r, p, g in zip(references, params, grads)]
+    return params

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_momenta as km
 from keras_momenta.amortized_nesterov import point_index
-from tests.harness import gradient_stream, initial_params
+from tests.harness import gradient_stream, initial_params, per_variable_fit
 from tests.references.amortized_nesterov import AM1Reference, AM2Reference
 from tests.references.amortized_nesterov import point_index as spec_index
 
@@ -373,22 +373,12 @@ def test_assigning_one_variable_between_fits_restarts_only_its_run(make, referen
     model.trainable_variables[0].assign(kernel)
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
 
-    def steps(params, epochs, first_gradient_at=None):
-        for _ in range(epochs):
-            for start in range(0, len(x), 16):
-                at, first_gradient_at = first_gradient_at or params, None
-                xb, yb = x[start : start + 16], y[start : start + 16]
-                residual = xb @ at[0] + at[1] - yb
-                grads = [2 * xb.T @ residual / 16, 2 * residual.sum(axis=0) / 16]
-                params = [r.step([p], [g], LR)[0] for r, p, g in zip(references, params, grads)]
-        return params
-
-    params = steps(params, 2)
+    params = per_variable_fit(references, params, x, y, 2, LR)
     references[0].restart()
     # The kernel restarts at its new value; the bias goes on from its
     # training point, its first gradient taken at the answer the model held.
     answer = [kernel, references[1].output_point()[0]]
-    steps([kernel, params[1]], 1, first_gradient_at=answer)
+    per_variable_fit(references, [kernel, params[1]], x, y, 1, LR, first_gradient_at=answer)
     for a, r in zip(model.get_weights(), references):
         np.testing.assert_allclose(a, r.output_point()[0], rtol=1e-10)
 

@@ -47,7 +47,6 @@ def _accuracies(out_dir, name, seeds):
     return np.array(rows)
 
 
-@pytest.mark.slow  # trains every entry; CI runs it
 def test_entries_run_and_the_summary_reports_the_average_epoch_std(tmp_path):
     seeds = (0, 1)
     run_comparison(

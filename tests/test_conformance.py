@@ -10,7 +10,13 @@ import tensorflow as tf
 
 import keras_momenta as km
 from keras_momenta.output_point import OutputPointOptimizer
-from tests.harness import SHAPES, KerasSemantics, gradient_stream, initial_params
+from tests.harness import (
+    SHAPES,
+    KerasSemantics,
+    gradient_stream,
+    initial_params,
+    least_squares_gradients,
+)
 from tests.registry import CASES
 
 SHAPE_LIST = list(SHAPES.values())
@@ -179,7 +185,7 @@ def least_squares_reference(case, weights, x, y, batch_size, epochs, **semantics
         for start in range(0, len(x), batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             residual = xb @ params[0] + params[1] - yb
-            grads = [2 * xb.T @ residual / len(xb), 2 * residual.sum(axis=0) / len(xb)]
+            grads = least_squares_gradients(params, xb, yb)
             statistics = None
             if case.statistics is not None:
                 # Σₖ of the squared per-example gradients 2rₖxₖ and 2rₖ.
@@ -547,7 +553,7 @@ def test_every_output_point_optimizer_is_in_the_suite():
     assert {c.values[0].kwargs.get("option") for c in POINT_STATE_CASES} >= {"I", "II"}
 
 
-@pytest.mark.parametrize("case", OUTPUT_POINT_CASES)
+@pytest.mark.parametrize("case", OUTPUT_POINT_SLICE)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_swap_is_exact_and_leaves_training_state_unchanged(case, dtype):
     params = initial_params(SHAPE_LIST)
@@ -583,12 +589,6 @@ def test_swap_is_exact_and_leaves_training_state_unchanged(case, dtype):
         np.testing.assert_array_equal(optimizer.evaluation_weights(variables)[0].numpy(), answer[0])
 
 
-def _gradients_at(params, xb, yb):
-    """The mini-batch gradient of Keras's "mse" for a Dense(1) layer."""
-    residual = xb @ params[0] + params[1] - yb
-    return [2 * xb.T @ residual / len(xb), 2 * residual.sum(axis=0) / len(xb)]
-
-
 def fit_in_pieces_reference(case, weights, x, y, pieces, batch_size=16):
     """The answer after several `fit` calls, each of `epochs` epochs.
 
@@ -612,7 +612,7 @@ def fit_in_pieces_reference(case, weights, x, y, pieces, batch_size=16):
             for start in range(0, len(x), batch_size):
                 xb, yb = x[start : start + batch_size], y[start : start + batch_size]
                 at = params if gradient_point is None else gradient_point
-                params = semantics.step(params, _gradients_at(at, xb, yb))
+                params = semantics.step(params, least_squares_gradients(at, xb, yb))
                 gradient_point = None
     return semantics.output_point(params)
 
@@ -691,7 +691,7 @@ class _UnusedWeight(keras.layers.Layer):
 
 @pytest.mark.parametrize(
     "case",
-    case_params(CASES, _REPRESENTATIVE | {"expectigrad-beta0.9-sparse_counter", "msvag-mu0.9-minibatch"}),
+    case_params(CASES, {"igt-momentum-c0.5", "am1sgd-optionII-m3", "msvag-mu0.9-minibatch"}),
 )
 def test_weight_without_gradient_is_left_alone(case):
     keras.config.set_floatx("float64")

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 import keras_momenta as km
-from tests.harness import gradient_stream, initial_params
+from tests.harness import gradient_stream, initial_params, per_variable_fit
 from tests.references.dissecting_adam import AdamStarReference, MSSDReference, MSVAGReference
 from tests.references.expectigrad import ExpectigradReference
 from tests.references.igt import IGTReference, igt_momentum
@@ -371,23 +371,12 @@ def test_assigning_one_variable_between_fits_restarts_only_its_run():
     model.trainable_variables[0].assign(kernel)
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
 
-    def steps(params, epochs, first_gradient_at=None):
-        for _ in range(epochs):
-            for start in range(0, len(x), 16):
-                at = first_gradient_at or params
-                first_gradient_at = None
-                xb, yb = x[start : start + 16], y[start : start + 16]
-                residual = xb @ at[0] + at[1] - yb
-                grads = [2 * xb.T @ residual / 16, 2 * residual.sum(axis=0) / 16]
-                params = [r.step([p], [g], 2.0**-4)[0] for r, p, g in zip(references, params, grads)]
-        return params
-
-    params = steps(params, 2)
+    params = per_variable_fit(references, params, x, y, 2, 2.0**-4)
     references[0].restart()
     # The kernel restarts at its new value; the bias goes on from its shifted
     # point, its first gradient taken where the model held it (at θ).
     answer = [kernel, references[1].output_point()[0]]
-    params = steps([kernel, params[1]], 1, first_gradient_at=answer)
+    per_variable_fit(references, [kernel, params[1]], x, y, 1, 2.0**-4, first_gradient_at=answer)
     expected = [r.output_point()[0] for r in references]
     for a, b in zip(model.get_weights(), expected):
         np.testing.assert_allclose(a, b, rtol=1e-10)

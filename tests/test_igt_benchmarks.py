@@ -170,7 +170,6 @@ def _late_excess(settings, result):
     return {name: costs[-100:].mean(axis=0) - riccati for name, costs in result.items()}
 
 
-@pytest.mark.slow  # 1000 LQR steps per worker; CI runs it
 def test_ita_and_gd_end_below_sgd(lqr_run):
     excess = _late_excess(*lqr_run)
     assert np.all(excess["ITA"] < excess["SGD"])
@@ -178,7 +177,6 @@ def test_ita_and_gd_end_below_sgd(lqr_run):
     assert excess["GD"].mean() < 0.01 * excess["SGD"].mean()
 
 
-@pytest.mark.slow  # 1000 LQR steps per worker; CI runs it
 def test_gd_approaches_the_riccati_cost(lqr_run):
     settings, result = lqr_run
     riccati, _ = lqr.optimal_costs(settings)
@@ -187,7 +185,6 @@ def test_gd_approaches_the_riccati_cost(lqr_run):
     assert gd[-1] == pytest.approx(riccati, rel=1e-4)  # ... and gets there
 
 
-@pytest.mark.slow  # 1000 LQR steps per worker; CI runs it
 def test_ita_curve_is_smoother_than_sgd(lqr_run):
     _, result = lqr_run
     jitter = {name: np.abs(np.diff(costs[500:], axis=0)).mean() for name, costs in result.items()}

@@ -38,7 +38,6 @@ def test_every_package_optimizer_is_benchmarked():
     assert set(km.OPTIMIZERS.values()) <= benchmarked
 
 
-@pytest.mark.slow  # times every entry; CI runs it
 def test_tables_are_written(tmp_path):
     update_cost.main(["--sizes", "0.01", "--repeats", "2", "--no-training", "--out", str(tmp_path)])
     text = (tmp_path / "update_cost.md").read_text()
@@ -48,7 +47,6 @@ def test_tables_are_written(tmp_path):
     assert "| keras Adam | 7 | 2.00 | 2 |" in text
 
 
-@pytest.mark.slow  # times every entry; CI runs it
 def test_large_sizes_time_each_optimizer_beside_the_baselines(tmp_path):
     entries = update_cost.ENTRIES
     assert update_cost.timing_groups(entries, 10, max_interleaved=100) == [entries]
