@@ -13,12 +13,13 @@ what every optimizer of this package needs and Keras does not provide:
   separate output point derive from `keras_momenta.output_point`.
 """
 
-import contextlib
 import numbers
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_momenta import _backend
 
 LOW_PRECISION_DTYPES = ("float16", "bfloat16")
 
@@ -149,29 +150,34 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
                 )
         super().build(var_list)
 
-    def add_state_variable(self, reference_variable, name, initializer="zeros", dtype=None):
-        """Like `add_variable_from_reference`, in `state_dtype` precision (or `dtype`)."""
+    def add_state_variable(
+        self, reference_variable, name, initializer="zeros", dtype=None, leading_shape=()
+    ):
+        """Like `add_variable_from_reference`, in `state_dtype` precision (or `dtype`).
+
+        The variable is shaped like `reference_variable`, after `leading_shape`
+        (a table of copies), placed beside it under a `tf.distribute` strategy
+        and laid out like it under a `keras.distribution` (the leading axes
+        replicated).
+        """
         dtype = dtype or state_dtype(reference_variable.dtype)
-        if dtype == keras.backend.standardize_dtype(reference_variable.dtype):
+        if dtype == keras.backend.standardize_dtype(reference_variable.dtype) and not leading_shape:
             return self.add_variable_from_reference(
                 reference_variable, name=name, initializer=initializer
             )
-        with self._colocated_with(reference_variable):
+        with self.colocated_with(reference_variable):
             return self.add_variable(
-                shape=reference_variable.shape,
+                shape=tuple(leading_shape) + tuple(reference_variable.shape),
                 initializer=initializer,
                 dtype=dtype,
+                layout=_layout_with_leading_axes(reference_variable, len(leading_shape)),
                 name=f"{variable_path_name(reference_variable)}_{name}",
             )
 
-    def _colocated_with(self, reference_variable):
-        # Mirrors the TensorFlow backend's `add_variable_from_reference`, which
-        # places each slot beside its model variable under a strategy.
-        strategy = getattr(self, "_distribution_strategy", None)
-        if strategy is None:
-            return contextlib.nullcontext()
-        value = getattr(reference_variable, "value", reference_variable)
-        return strategy.extended.colocate_vars_with(value)
+    def colocated_with(self, reference_variable):
+        """A context in which new optimizer variables are placed beside
+        `reference_variable` (under a `tf.distribute` strategy)."""
+        return _backend.colocated_with(self, reference_variable)
 
     def local_step(self, dtype):
         """The 1-based number of the update being applied, as `dtype`."""
@@ -186,3 +192,16 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
     def evaluation_weights(self, var_list):
         """The values of this optimizer's answer: here the variables' own values."""
         return [ops.convert_to_tensor(v) for v in var_list]
+
+
+def _layout_with_leading_axes(reference_variable, leading_axes):
+    """The layout of `reference_variable` with `leading_axes` replicated axes in front."""
+    layout = getattr(reference_variable, "_layout", None)
+    if layout is None or not leading_axes:
+        return layout
+    if not isinstance(layout, keras.distribution.TensorLayout):
+        # A backend's own sharding: the distribution lays the table out.
+        return None
+    return keras.distribution.TensorLayout(
+        (None,) * leading_axes + tuple(layout.axes), layout.device_mesh
+    )

@@ -8,8 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_momenta import _sparse
-from keras_momenta._backend import compiling_with_xla
+from keras_momenta import _backend
 from keras_momenta._base import (
     check_in_range,
     constant,
@@ -17,7 +16,7 @@ from keras_momenta._base import (
     state_dtype,
     variable_path_name,
 )
-from keras_momenta._hash import MASK32, finalize32
+from keras_momenta._hash import MASK32, as_int32_bits, point_index
 from keras_momenta.output_point import OutputPointOptimizer, read
 
 OPTIONS = ("I", "II")
@@ -88,7 +87,7 @@ class AmortizedNesterov(OutputPointOptimizer):
     def _iterate(self, start, gradient, value, learning_rate):
         """x − η·g for x = `value`, projected by the variable's constraint."""
         gradient = _dense(gradient, value, value.dtype)
-        x = ops.subtract(value, ops.multiply(ops.cast(learning_rate, value.dtype), gradient))
+        x = sgd_iterate(value, gradient, ops.cast(learning_rate, value.dtype))
         constraint = self._constraint(start.index)
         return x if constraint is None else constraint(x)
 
@@ -103,7 +102,7 @@ class AmortizedNesterov(OutputPointOptimizer):
 def _dense(gradient, like, dtype):
     """The gradient as a dense `dtype` tensor: every row moves once momentum
     is added, so row-sparse gradients gain nothing."""
-    return _sparse.to_dense(_sparse.cast(gradient, dtype), like.shape)
+    return _backend.to_dense(_backend.cast(gradient, dtype), like.shape)
 
 
 @keras.saving.register_keras_serializable(package="keras_momenta")
@@ -224,11 +223,10 @@ class AM1SGD(AmortizedNesterov):
             x0 = self._training_point(start, point, dtype)
             x = self._iterate(start, gradient, x0, learning_rate)
             previous = ops.where(fresh, x0, self._average(start, point, dtype))
-            self.assign(variable, ops.cast((1 + beta) * x - beta * previous, variable.dtype))
+            self.assign(variable, ops.cast(nesterov_point(x, previous, beta), variable.dtype))
             self.assign(average, x)
             return
         offset = self._offsets[start.index]
-        size = constant(m, dtype)
         position = ops.mod(start.step, m)
         begins, ends = ops.equal(position, 1), ops.equal(position, 0)
 
@@ -239,25 +237,19 @@ class AM1SGD(AmortizedNesterov):
             x = self._iterate(start, gradient, x0, learning_rate)
             current = self._average(start, point, dtype)
             block_start = ops.where(fresh, x0, current)
-            self.assign(offset, ops.where(begins, -size * block_start, offset) + x)
-            increment = ops.divide(read(offset, dtype), size)  # x̃⁺ − x̃ at a block's end
-            self.assign(variable, ops.cast(ops.where(ends, x + beta * increment, x), variable.dtype))
-            # On the first step x̃ = x₀ = (x − T)/m (T = x − m·x₀), up to rounding.
-            self.assign(
-                average,
-                ops.where(
-                    fresh,
-                    ops.divide(x - read(offset, dtype), size),
-                    ops.where(ends, current + increment, current),
-                ),
+            new_offset, new_point, new_average = amortized_step(
+                x, read(offset, dtype), current, block_start, begins, ends, fresh, beta, m
             )
+            self.assign(offset, new_offset)
+            self.assign(variable, ops.cast(new_point, variable.dtype))
+            self.assign(average, new_average)
 
         def inside_block():  # `any_step` where no block begins or ends and the model holds x
             x = self._iterate(start, gradient, point, learning_rate)
             self.assign_add(offset, x)
             self.assign(variable, ops.cast(x, variable.dtype))
 
-        if compiling_with_xla():
+        if _backend.compiling_with_xla():
             # XLA would turn the branches into selects that copy the state.
             any_step()
         else:
@@ -265,23 +257,51 @@ class AM1SGD(AmortizedNesterov):
             ops.cond(special, any_step, inside_block)
 
 
-# AM2's index: MurmurHash3's 32-bit finalizer (`keras_momenta._hash`).
-_SEED_SALT = 0x9E3779B9
+# The update maths: functions of tensors in `keras.ops`, shared by every front end.
 
 
-def point_index(seed, step, amortization):
-    """AM2-SGD's table index jₖ for step k = `step`, from `seed` alone.
+def sgd_iterate(point, gradient, learning_rate):
+    """x − η·g."""
+    return ops.subtract(point, ops.multiply(learning_rate, gradient))
 
-    jₖ = F(F(F(seed ⊕ 0x9E3779B9) ⊕ (k mod 2³²)) ⊕ ⌊k / 2³²⌋) mod m, where F is
-    MurmurHash3's 32-bit finalizer: the same on every replica, worker and
-    device, and reproducible.
+
+def nesterov_point(x, previous, beta):
+    """(1 + β)·x − β·x_previous: AM1-SGD with m = 1, Nesterov's momentum."""
+    return (1 + beta) * x - beta * previous
+
+
+def amortized_step(x, offset, average, block_start, begins, ends, fresh, beta, amortization):
+    """AM1-SGD's state after the new iterate x (Algorithm 2, with the block offset).
+
+    The block's offset T = Σ(block's iterates) − m·x̃ stands for x̃⁺, so that
+    x̃⁺ − x̃ = T/m. `begins`/`ends`: this step begins or ends a block of m;
+    `fresh`: the run starts here, at `block_start` (otherwise the block
+    starts at x̃ = `average`). Returns (T, the model's point, x̃):
+
+        T ← (−m·x̃ at a block's start, else T) + x
+        at a block's end:  x ← x + β·T/m;  x̃ ← x̃ + T/m
     """
-    seed = ops.cast(seed, "int64")
-    step = ops.cast(step, "int64")
-    h = finalize32(ops.bitwise_xor(seed, _SEED_SALT))
-    h = finalize32(ops.bitwise_xor(h, ops.bitwise_and(step, MASK32)))
-    h = finalize32(ops.bitwise_xor(h, ops.right_shift(step, 32)))
-    return ops.cast(ops.mod(h, amortization), "int32")
+    size = ops.cast(amortization, x.dtype)
+    new_offset = ops.where(begins, -size * block_start, offset) + x
+    increment = ops.divide(new_offset, size)  # x̃⁺ − x̃ at a block's end
+    new_point = ops.where(ends, x + beta * increment, x)
+    # On the first step x̃ = x₀ = (x − T)/m (T = x − m·x₀), up to rounding.
+    new_average = ops.where(
+        fresh,
+        ops.divide(x - new_offset, size),
+        ops.where(ends, average + increment, average),
+    )
+    return new_offset, new_point, new_average
+
+
+def table_point(new, old, following, beta):
+    """AM2-SGD's model point φ_j(new) + β·(φ_{j'} − φ_j(old)) (Algorithm 4)."""
+    return new + beta * (following - old)
+
+
+def table_mean(mean, new, old, amortization):
+    """φ̄ after entry j of a table of m points changed from `old` to `new`."""
+    return mean + ops.divide(new - old, amortization)
 
 
 def _table_bytes(amortization, var_list):
@@ -396,31 +416,29 @@ class AM2SGD(AmortizedNesterov):
         if self.built:
             return
         super().build(var_list)
+        # The seed's 32 bits in an int32, which every backend has.
         self._seed = self.add_variable(
             shape=(),
-            dtype="int64",
-            initializer=keras.initializers.Constant(self.seed),
+            dtype="int32",
+            initializer=keras.initializers.Constant(as_int32_bits(self.seed)),
             aggregation="only_first_replica",
             name="seed",
         )
         self._check_table_memory(var_list)
         self._tables = []
         for variable in var_list:
-            with self._colocated_with(variable):
-                try:
-                    table = self.add_variable(
-                        shape=(self.amortization, *variable.shape),
-                        dtype=state_dtype(variable.dtype),
-                        name=f"{variable_path_name(variable)}_point_table",
-                    )
-                except Exception as error:  # out of memory on the device
-                    raise ValueError(
-                        f"AM2-SGD could not create the point table of variable "
-                        f"{variable_path_name(variable)!r}: `amortization`="
-                        f"{self.amortization} copies of it. The tables of all "
-                        f"variables need {_table_bytes(self.amortization, var_list) / 2**30:.3g} GiB. "
-                        f"Use a smaller `amortization` (the paper uses 5)."
-                    ) from error
+            try:
+                table = self.add_state_variable(
+                    variable, "point_table", leading_shape=(self.amortization,)
+                )
+            except Exception as error:  # out of memory on the device
+                raise ValueError(
+                    f"AM2-SGD could not create the point table of variable "
+                    f"{variable_path_name(variable)!r}: `amortization`="
+                    f"{self.amortization} copies of it. The tables of all "
+                    f"variables need {_table_bytes(self.amortization, var_list) / 2**30:.3g} GiB. "
+                    f"Use a smaller `amortization` (the paper uses 5)."
+                ) from error
             self._tables.append(table)
         self._means = (
             [self.add_state_variable(v, "table_mean") for v in var_list]
@@ -457,49 +475,35 @@ class AM2SGD(AmortizedNesterov):
         j_next = self.point_index(self.iterations + 1)
         point = read(variable, dtype)
 
-        def step(first):
+        def writes(first):
             # `first`: this step starts the run, every table entry at x₀.
             x0 = self._training_point(start, point, dtype)
             new = self._iterate(start, gradient, x0, learning_rate)
             if first:
                 old = following = x0
                 rows = ops.reshape(ops.arange(m, dtype="int32"), (m,) + (1,) * len(x0.shape))
-                self.assign(table, ops.where(ops.equal(rows, j), new[None], x0[None]))
+                table_write = ops.where(ops.equal(rows, j), new[None], x0[None])
             else:
-                old, following = _read_row(table, j), _read_row(table, j_next)
-                _write_row(self, table, j, new)
+                old = _backend.read_row(table, j)
+                following = _backend.read_row(table, j_next)
+                table_write = _backend.RowWrite(j, new)
             # φ_{jₖ₊₁} is taken from the updated table: the new entry if jₖ₊₁ = jₖ.
             following = ops.where(ops.equal(j_next, j), new, following)
-            self.assign(variable, ops.cast(new + beta * (following - old), variable.dtype))
+            pairs = [
+                (table, table_write),
+                (variable, ops.cast(table_point(new, old, following, beta), variable.dtype)),
+            ]
             if mean is not None:
-                change = ops.divide(new - old, constant(m, dtype))
                 previous = x0 if first else self._stored_answer(start, point, dtype)
-                self.assign(mean, previous + change)
+                pairs.append((mean, table_mean(previous, new, old, constant(m, dtype))))
+            return pairs
 
         # Separate branches, so that a regular step reads only what it uses.
-        ops.cond(start.fresh, lambda: step(True), lambda: step(False))
+        _backend.conditional_writes(
+            self, start.fresh, lambda: writes(True), lambda: writes(False)
+        )
 
     def get_config(self):
         config = super().get_config()
         config["seed"] = self.seed
         return config
-
-
-def _read_row(table, j):
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        # On a resource variable `tf.gather` reads one row; reading the whole
-        # table first would make the following row write copy all of it.
-        return tf.gather(table.value, j)
-    return ops.take(table, j, axis=0)
-
-
-def _write_row(optimizer, table, j, row):
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        indices = ops.reshape(j, (1,))
-        optimizer.assign(table, tf.IndexedSlices(row[None], indices, table.shape))
-        return
-    optimizer.assign(table, ops.slice_update(table, (j,) + (0,) * len(row.shape), row[None]))

@@ -12,8 +12,7 @@ Variance of Stochastic Gradients", ICML 2018 (arXiv:1705.07774).
 import keras
 from keras import ops
 
-from keras_momenta import _sparse
-from keras_momenta._backend import execution_context, sum_across_replicas
+from keras_momenta import _backend
 from keras_momenta._base import (
     MomentaOptimizer,
     check_bool,
@@ -95,21 +94,23 @@ class MSSD(MomentaOptimizer):
     def update_step(self, gradient, variable, learning_rate):
         dtype = state_dtype(variable.dtype)
         lr = ops.cast(learning_rate, dtype)
-        gradient = _sparse.cast(gradient, dtype)
+        gradient = _backend.cast(gradient, dtype)
         if self.momentum == 0:
-            step = _sparse.map_rows(
-                lambda g: ops.multiply(lr, ops.sign(g)), _sparse.deduplicate(gradient)
+            step = _backend.map_rows(
+                lambda g: ops.multiply(lr, ops.sign(g)), _backend.deduplicate(gradient)
             )
-            self.assign_sub(variable, _sparse.cast(step, variable.dtype))
+            self.assign_sub(variable, _backend.cast(step, variable.dtype))
             return
         momentum = self._momentums[self._get_variable_index(variable)]
         mu = constant(self.momentum, dtype)
-        if _sparse.is_row_sparse(gradient):
+        if _backend.is_row_sparse(gradient):
             self.assign(momentum, ops.multiply(mu, momentum))
             self.assign_add(momentum, gradient)
+            new_momentum = momentum
         else:
-            self.assign(momentum, ops.add(ops.multiply(mu, momentum), gradient))
-        self.assign_sub(variable, ops.cast(ops.multiply(lr, ops.sign(momentum)), variable.dtype))
+            new_momentum = summed_momentum(momentum, gradient, mu)
+            self.assign(momentum, new_momentum)
+        self.assign_sub(variable, ops.cast(ops.multiply(lr, ops.sign(new_momentum)), variable.dtype))
 
     def get_config(self):
         config = super().get_config()
@@ -176,7 +177,7 @@ class _VarianceAdapted(MomentaOptimizer):
         )
 
     def _add_count(self, variable, name):
-        with self._colocated_with(variable):
+        with self.colocated_with(variable):
             return self.add_variable(
                 shape=(),
                 initializer="zeros",
@@ -241,8 +242,8 @@ class _VarianceAdapted(MomentaOptimizer):
                 values += [ops.zeros(variable.shape, dtype), ops.zeros((), dtype)]
             else:
                 values += [ops.cast(square_sum, dtype), ops.cast(batch_size, dtype)]
-        sum_across_replicas(self, values, lambda update, values: self._write_statistics(update, indices, values))
-        self._statistics_pending.add(execution_context())
+        _backend.sum_across_replicas(self, values, lambda update, values: self._write_statistics(update, indices, values))
+        self._statistics_pending.add(_backend.execution_context())
 
     def _write_statistics(self, update, indices, values):
         accumulating = bool(self.gradient_accumulation_steps)
@@ -252,16 +253,20 @@ class _VarianceAdapted(MomentaOptimizer):
             def write(total, count, stamp, micro_step, new_sum, new_count, *last):
                 # Statistics added at this same micro-step were not used: the
                 # step was skipped (or statistics were added twice). Drop them.
-                unused = ops.equal(stamp, micro_step)
+                unused = ops.equal(ops.convert_to_tensor(stamp), ops.convert_to_tensor(micro_step))
+                total_value, count_value = ops.convert_to_tensor(total), ops.convert_to_tensor(count)
                 if accumulating:
                     last_sum, last_count = last
-                    total.assign(ops.where(unused, total - last_sum, total) + new_sum)
-                    count.assign(ops.where(unused, count - last_count, count) + new_count)
+                    dropped_sum, dropped_count = map(ops.convert_to_tensor, last)
+                    kept_sum = ops.where(unused, total_value - dropped_sum, total_value)
+                    kept_count = ops.where(unused, count_value - dropped_count, count_value)
                     last_sum.assign(new_sum)
                     last_count.assign(new_count)
                 else:
-                    total.assign(ops.where(unused, ops.zeros_like(total), total) + new_sum)
-                    count.assign(ops.where(unused, ops.zeros_like(count), count) + new_count)
+                    kept_sum = ops.where(unused, ops.zeros_like(total_value), total_value)
+                    kept_count = ops.where(unused, ops.zeros_like(count_value), count_value)
+                total.assign(kept_sum + new_sum)
+                count.assign(kept_count + new_count)
 
             last = (
                 (self._last_square_sums[index], self._last_example_counts[index])
@@ -286,7 +291,7 @@ class _VarianceAdapted(MomentaOptimizer):
 
     def apply(self, grads, trainable_variables=None):
         if self.variance == "minibatch":
-            context = execution_context()
+            context = _backend.execution_context()
             if context not in self._statistics_pending:
                 raise ValueError(
                     f"{type(self).__name__}(variance='minibatch') needs the per-example "
@@ -306,68 +311,45 @@ class _VarianceAdapted(MomentaOptimizer):
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, dtype)
         # m moves every coordinate, so the update is dense in any case.
-        gradient = _sparse.to_dense(_sparse.cast(gradient, dtype), variable.shape)
-        if self.variance == "minibatch":
-            variance_of_m = self._minibatch_estimate(gradient, index, dtype)
-        else:
-            variance_of_m = self._moving_average_estimate(gradient, index, dtype)
-        direction = self._direction(self._momentums[index], variance_of_m)
+        gradient = _backend.to_dense(_backend.cast(gradient, dtype), variable.shape)
+        estimate = (
+            self._minibatch_estimate if self.variance == "minibatch" else self._moving_average_estimate
+        )
+        momentum, variance_of_m = estimate(gradient, index, dtype)
+        direction = self._direction(momentum, variance_of_m)
         self.assign_sub(variable, ops.cast(ops.multiply(lr, direction), variable.dtype))
 
     def _moving_average_estimate(self, gradient, index, dtype):
-        """Algorithm 2, lines 4 to 6: returns the variance of m, κ(μ, t)·(v − m²)."""
+        """Algorithm 2, lines 4 to 6: returns m and the variance of m."""
         mean, variance = self._momentums[index], self._variances[index]
         mu = constant(self.momentum, dtype)
-        mu_t = ops.power(mu, self.local_step(dtype))
-        # The state is the bias-corrected m = m̃/(1 − μᵗ) and v − m², updated
-        # in West's (1979) weighted form, with weight w = (1 − μ)/(1 − μᵗ) on
-        # the new gradient. It equals the paper's averages in exact arithmetic,
-        # but v − m² is exactly 0 at t = 1 and for a constant gradient and is
-        # never negative, where the difference of two averages would be
-        # rounding noise (amplified 10⁴-fold by the released code's 1/(1 − ρ)).
-        #
-        #     m ← m + w·(g − m)
-        #     v − m² ← (1 − w)·(v − m²) + w/(1 − w)·(g − m)²    with the new m
-        #
-        # (g − m_new = (1 − w)(g − m_old)). Reading only the new m lets XLA
-        # update m, v − m² and θ in place; a form that reads the old m after
-        # m is written makes it copy both state tensors every step.
-        weight = ops.divide(1 - mu, 1 - mu_t)
-        complement = ops.divide(mu - mu_t, 1 - mu_t)  # 1 − w, exactly 0 at t = 1
-        self.assign_add(mean, ops.multiply(weight, ops.subtract(gradient, mean)))
-        residual = ops.subtract(gradient, mean)
-        self.assign(
-            variance,
-            ops.add(
-                ops.multiply(complement, variance),
-                ops.multiply(ops.divide_no_nan(weight, complement), ops.square(residual)),
-            ),
+        new_mean, new_variance, kappa = moving_average_statistics(
+            mean, variance, gradient, mu, self.local_step(dtype)
         )
-        kappa = ops.divide(
-            ops.multiply(1 - ops.square(mu_t), ops.square(1 - mu)),
-            ops.multiply(1 - ops.square(mu), ops.square(1 - mu_t)),
-        )
-        return self._scale_variance(kappa, variance, dtype)
+        self.assign(mean, new_mean)
+        self.assign(variance, new_variance)
+        return new_mean, self._scale_variance(kappa, new_variance, dtype)
 
     def _scale_variance(self, kappa, variance, dtype):
         return ops.multiply(kappa, variance)
 
     def _minibatch_estimate(self, gradient, index, dtype):
-        """Algorithms 3 and 5, lines 3 to 5: returns s̄."""
+        """Algorithms 3 and 5, lines 3 to 5: returns m and s̄."""
         momentum, variance = self._momentums[index], self._variances[index]
         square_sum, count = self._square_sums[index], self._example_counts[index]
-        # Unbiased variance of the batch mean, ((1/B)·Σₖ∇ℓₖ² − g²)/(B − 1);
-        # a batch of one example tells nothing about the variance.
-        spread = ops.maximum(
-            ops.subtract(ops.divide_no_nan(square_sum, count), ops.square(gradient)), 0
-        )
-        s_hat = ops.where(count > 1, ops.divide_no_nan(spread, count - 1), ops.zeros_like(spread))
         mu = constant(self.momentum, dtype)
-        self.assign(variance, ops.add(ops.multiply(constant(self.momentum**2, dtype), variance), s_hat))
-        self.assign(momentum, ops.add(ops.multiply(mu, momentum), gradient))
-        self.assign(square_sum, ops.zeros_like(square_sum))
-        self.assign(count, ops.zeros_like(count))
-        return variance
+        new_variance = ops.add(
+            ops.multiply(constant(self.momentum**2, dtype), variance),
+            minibatch_variance(
+                ops.convert_to_tensor(square_sum), ops.convert_to_tensor(count), gradient
+            ),
+        )
+        new_momentum = summed_momentum(momentum, gradient, mu)
+        self.assign(variance, new_variance)
+        self.assign(momentum, new_momentum)
+        self.assign(square_sum, ops.zeros(square_sum.shape, square_sum.dtype))
+        self.assign(count, ops.zeros(count.shape, count.dtype))
+        return new_momentum, new_variance
 
     def get_config(self):
         config = super().get_config()
@@ -467,13 +449,10 @@ class MSVAG(_VarianceAdapted):
     def _scale_variance(self, kappa, variance, dtype):
         if not self.released_code:
             return super()._scale_variance(kappa, variance, dtype)
-        rho = ops.minimum(kappa, constant(RELEASED_RHO_CAP, dtype))
-        return ops.multiply(ops.divide(rho, 1 - rho), variance)
+        return released_variance_of_mean(kappa, variance, constant(RELEASED_RHO_CAP, dtype))
 
     def _direction(self, m, variance_of_m):
-        # γ·m with γ = 1/(1 + η²) = m²/(m² + var[m]); 0 where m = 0.
-        m2 = ops.square(m)
-        return ops.multiply(ops.divide_no_nan(m2, ops.add(m2, variance_of_m)), m)
+        return msvag_direction(m, variance_of_m)
 
     def get_config(self):
         config = super().get_config()
@@ -534,5 +513,77 @@ class AdamStar(_VarianceAdapted):
         )
 
     def _direction(self, m, variance_of_m):
-        # γ·sign(m) with γ = (1 + η²)^(−1/2) = |m|/√(m² + var[m]); 0 where m = 0.
-        return ops.divide_no_nan(m, ops.sqrt(ops.add(ops.square(m), variance_of_m)))
+        return adamstar_direction(m, variance_of_m)
+
+
+# The update maths: functions of tensors in `keras.ops`, shared by every front end.
+
+
+def summed_momentum(momentum, gradient, mu):
+    """μ·m + g, the momentum of M-SSD and of the mini-batch variants."""
+    return ops.add(ops.multiply(mu, momentum), gradient)
+
+
+def moving_average_statistics(mean, excess, gradient, mu, step):
+    """Algorithm 2's averages after gradient g at step t; returns (m, v − m², κ(μ, t)).
+
+    The state is the bias-corrected m = m̃/(1 − μᵗ) and v − m², updated in
+    West's (1979) weighted form, with weight w = (1 − μ)/(1 − μᵗ) on the new
+    gradient. It equals the paper's averages in exact arithmetic, but v − m²
+    is exactly 0 at t = 1 and for a constant gradient and is never negative,
+    where the difference of two averages would be rounding noise (amplified
+    10⁴-fold by the released code's 1/(1 − ρ)).
+
+        m ← m + w·(g − m)
+        v − m² ← (1 − w)·(v − m²) + w/(1 − w)·(g − m)²    with the new m
+
+    (g − m_new = (1 − w)(g − m_old)). Reading only the new m lets XLA update
+    m, v − m² and θ in place; a form that reads the old m after m is written
+    makes it copy both state tensors every step.
+    """
+    mu_t = ops.power(mu, step)
+    weight = ops.divide(1 - mu, 1 - mu_t)
+    complement = ops.divide(mu - mu_t, 1 - mu_t)  # 1 − w, exactly 0 at t = 1
+    new_mean = ops.add(mean, ops.multiply(weight, ops.subtract(gradient, mean)))
+    residual = ops.subtract(gradient, new_mean)
+    new_excess = ops.add(
+        ops.multiply(complement, excess),
+        ops.multiply(ops.divide_no_nan(weight, complement), ops.square(residual)),
+    )
+    return new_mean, new_excess, variance_factor(mu, mu_t)
+
+
+def variance_factor(mu, mu_t):
+    """κ(μ, t) = (1 − μ²ᵗ)(1 − μ)² / ((1 − μ²)(1 − μᵗ)²), Eq. 19, from μᵗ."""
+    return ops.divide(
+        ops.multiply(1 - ops.square(mu_t), ops.square(1 - mu)),
+        ops.multiply(1 - ops.square(mu), ops.square(1 - mu_t)),
+    )
+
+
+def released_variance_of_mean(kappa, excess, cap):
+    """The released code's variance of m: ρ/(1 − ρ)·(v − m²), ρ = min(κ, cap)."""
+    rho = ops.minimum(kappa, cap)
+    return ops.multiply(ops.divide(rho, 1 - rho), excess)
+
+
+def minibatch_variance(square_sum, count, gradient):
+    """ŝ, the unbiased variance of the batch mean: ((1/B)·Σₖ∇ℓₖ² − g²)/(B − 1).
+
+    A batch of one example tells nothing about the variance: ŝ = 0 then.
+    """
+    spread = ops.maximum(
+        ops.subtract(ops.divide_no_nan(square_sum, count), ops.square(gradient)), 0
+    )
+    return ops.where(count > 1, ops.divide_no_nan(spread, count - 1), ops.zeros_like(spread))
+
+
+def msvag_direction(m, variance_of_m):
+    """γ·m with γ = 1/(1 + η²) = m²/(m² + var[m]); 0 where m = 0."""
+    m2 = ops.square(m)
+    return ops.multiply(ops.divide_no_nan(m2, ops.add(m2, variance_of_m)), m)
+
+
+def adamstar_direction(m, variance_of_m):
+    """γ·sign(m) with γ = (1 + η²)^(−1/2) = |m|/√(m² + var[m]); 0 where m = 0."""
+    return ops.divide_no_nan(m, ops.sqrt(ops.add(ops.square(m), variance_of_m)))

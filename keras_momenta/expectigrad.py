@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_momenta import _sparse
+from keras_momenta import _backend
 from keras_momenta._base import (
     MomentaOptimizer,
     check_bool,
@@ -119,26 +119,24 @@ class Expectigrad(MomentaOptimizer):
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, dtype)
         step = self.local_step(dtype)
-        gradient = _sparse.cast(gradient, dtype)
-        sparse = _sparse.is_row_sparse(gradient)
+        gradient = _backend.cast(gradient, dtype)
+        sparse = _backend.is_row_sparse(gradient)
         running_sum, error = self._sums[index], self._sum_errors[index]
         count = self._counts[index] if self.sparse_counter else None
         statistics = [v for v in (running_sum, error, count) if v is not None]
 
         def accumulate(g, total, *rest):
-            rest = list(rest)
-            squared = ops.square(g)
-            if error is None:
-                new = [ops.add(total, squared)]
-            else:
-                new = list(_add_compensated(total, rest.pop(0), squared))
-            if count is not None:
-                new.append(ops.add(rest.pop(0), ops.cast(ops.greater(squared, 0), "int32")))
-            return new
+            rest = iter(rest)
+            return accumulate_squares(
+                g,
+                total,
+                next(rest) if error is not None else None,
+                next(rest) if count is not None else None,
+            )
 
         # Written by value: every occurrence of a repeated row carries the same sum.
-        new_statistics = _sparse.map_rows(
-            accumulate, _sparse.deduplicate(gradient, every_occurrence=True), *statistics
+        new_statistics = _backend.map_rows(
+            accumulate, _backend.deduplicate(gradient, every_occurrence=True), *statistics
         )
         for state, value in zip(statistics, new_statistics):
             self.assign(state, value)
@@ -148,19 +146,18 @@ class Expectigrad(MomentaOptimizer):
 
         def normalised(scale):
             def fn(g, total, *counts):
-                n = _unsigned(counts[0], dtype) if counts else step
-                mean_square = ops.divide_no_nan(total, n)
-                return ops.multiply(scale, ops.divide(g, ops.add(epsilon, ops.sqrt(mean_square))))
+                n = unsigned_count(counts[0], dtype) if counts else step
+                return normalised_step(g, total, n, epsilon, scale)
 
             if not sparse:  # the values just computed, not the variables read again
                 counts = [new_statistics[-1]] if count is not None else []
                 return fn(gradient, new_statistics[0], *counts)
             # Added once per index: repeated rows after the first are zeros.
             counts = [count] if count is not None else []
-            return _sparse.map_rows(fn, _sparse.deduplicate(gradient), running_sum, *counts)
+            return _backend.map_rows(fn, _backend.deduplicate(gradient), running_sum, *counts)
 
         if self.beta == 0:
-            self.assign_sub(variable, _sparse.cast(normalised(lr), variable.dtype))
+            self.assign_sub(variable, _backend.cast(normalised(lr), variable.dtype))
             return
 
         momentum = self._momentums[index]
@@ -169,8 +166,8 @@ class Expectigrad(MomentaOptimizer):
             self.assign_add(momentum, normalised(1 - beta))
         else:
             self.assign(momentum, ops.add(ops.multiply(beta, momentum), normalised(1 - beta)))
-        corrected_lr = ops.divide(lr, 1 - ops.power(beta, step))
-        self.assign_sub(variable, ops.cast(ops.multiply(corrected_lr, momentum), variable.dtype))
+        rate = bias_corrected_rate(lr, beta, step)
+        self.assign_sub(variable, ops.cast(ops.multiply(rate, momentum), variable.dtype))
 
     def get_config(self):
         config = super().get_config()
@@ -184,7 +181,38 @@ class Expectigrad(MomentaOptimizer):
         return config
 
 
-def _add_compensated(total, error, x):
+# The update maths: functions of tensors in `keras.ops`, shared by every front end.
+
+
+def accumulate_squares(gradient, total, error=None, count=None):
+    """Expectigrad's running statistics after gradient g.
+
+    Returns [s + g²] followed, when given, by the sum's new rounding error
+    (`error`: s is carried as the pair s + error, see `add_compensated`) and
+    the new count of nonzero gradients n + [g² > 0] (`count`, int32).
+    """
+    squared = ops.square(gradient)
+    if error is None:
+        new = [ops.add(total, squared)]
+    else:
+        new = list(add_compensated(total, error, squared))
+    if count is not None:
+        new.append(ops.add(count, ops.cast(ops.greater(squared, 0), "int32")))
+    return new
+
+
+def normalised_step(gradient, total, count, epsilon, scale):
+    """scale · g / (ε + √(s / n)), with 0/0 in s / n taken as 0."""
+    mean_square = ops.divide_no_nan(total, count)
+    return ops.multiply(scale, ops.divide(gradient, ops.add(epsilon, ops.sqrt(mean_square))))
+
+
+def bias_corrected_rate(learning_rate, beta, step):
+    """α / (1 − βᵗ), the rate applied to the outer momentum at step t."""
+    return ops.divide(learning_rate, 1 - ops.power(beta, step))
+
+
+def add_compensated(total, error, x):
     """(total, error) + x, a sum kept as the unevaluated pair total + error.
 
     Knuth's TwoSum gives the exact rounding error of total + x, which is added
@@ -202,7 +230,7 @@ def _add_compensated(total, error, x):
     return new_total, ops.subtract(error, ops.subtract(new_total, rounded))
 
 
-def _unsigned(count, dtype):
+def unsigned_count(count, dtype):
     """An int32 count read as unsigned (exact to 2³² − 1), as `dtype`."""
     value = ops.cast(count, dtype)
     return ops.where(ops.less(count, 0), ops.add(value, constant(2.0**32, dtype)), value)

@@ -7,7 +7,7 @@ import weakref
 import keras
 from keras import ops
 
-from keras_momenta import _sparse
+from keras_momenta import _backend
 from keras_momenta._base import (
     MomentaOptimizer,
     check_bool,
@@ -46,8 +46,12 @@ _WRAPPER_ONLY_ARGUMENTS = (
 
 
 def _supported_inner(optimizer):
-    if type(optimizer) in _KERAS_INNER_OPTIMIZERS:
-        return True
+    """Matched by behaviour: a Keras optimizer above, or a subclass that keeps
+    its `update_step` (the PyTorch backend's own SGD, Adam, ... are such
+    subclasses), or a value-independent keras_momenta optimizer."""
+    for keras_class in _KERAS_INNER_OPTIMIZERS:
+        if isinstance(optimizer, keras_class) and type(optimizer).update_step is keras_class.update_step:
+            return True
     return isinstance(optimizer, MomentaOptimizer) and optimizer.value_independent_update
 
 
@@ -220,27 +224,7 @@ class IGT(OutputPointOptimizer):
         return self._momentum_and_complement(step, dtype)[0]
 
     def _momentum_and_complement(self, step, dtype):
-        """(γₜ, 1 − γₜ), the complement computed without cancellation.
-
-        γₜ → 1, and 1 − γₜ taken from a rounded γₜ loses all its digits by
-        t ≈ 1/eps (float32: relative error 6e-3 at t = 1e5).
-        """
-        t = ops.convert_to_tensor(step, dtype=dtype)
-        one = constant(1.0, dtype)
-        if self.tail_fraction == 1.0:
-            complement = ops.divide(one, t)
-            gamma = ops.divide(t - one, t)
-        else:
-            c = constant(self.tail_fraction, dtype)
-            t = ops.maximum(t, one)
-            # 1 − γₜ = (1 + √((1 − c)(t − 1)/t)) / (1 + c(t − 1)), which is 1 at t = 1.
-            denominator = one + c * (t - one)
-            complement = (one + ops.sqrt((one - c) * (t - one) / t)) / denominator
-            gamma = (c * (t - one) - ops.sqrt((one - c) * (t - one) / t)) / denominator
-        if self.nonnegative_momentum:
-            gamma = ops.maximum(gamma, ops.zeros_like(gamma))
-            complement = ops.minimum(complement, ops.ones_like(complement))
-        return gamma, complement
+        return transport_momentum(step, self.tail_fraction, self.nonnegative_momentum, dtype)
 
     def _apply_weight_decay(self, variables):
         # Decay acts on the true iterate inside `update_step`, never on the
@@ -269,7 +253,7 @@ class IGT(OutputPointOptimizer):
         gamma, complement = self._momentum_and_complement(step, dtype)
         next_gamma, next_complement = self._momentum_and_complement(step + 1, dtype)
 
-        gradient = _sparse.densify(_sparse.cast(gradient, dtype))
+        gradient = _backend.densify(_backend.cast(gradient, dtype))
         point = read(variable, dtype)
         # θ starts at the variable's value when its run starts; it cannot be
         # set in build(), which `fit` runs where assignments are dropped.
@@ -281,15 +265,10 @@ class IGT(OutputPointOptimizer):
             )
             theta = ops.subtract(theta, ops.multiply(rate, theta))
 
-        # v + (1 − γ)(g − v): the small weight multiplies a small difference.
         # γ = 0 on a run's first step, where v is exactly g.
         self.assign(
             estimate,
-            ops.where(
-                start.fresh,
-                gradient,
-                ops.add(estimate, ops.multiply(complement, ops.subtract(gradient, estimate))),
-            ),
+            ops.where(start.fresh, gradient, transport(estimate, gradient, complement)),
         )
         with _collecting_additions(self.inner_optimizer, true_param) as additions:
             self.inner_optimizer.update_step(estimate, true_param, learning_rate)
@@ -299,10 +278,9 @@ class IGT(OutputPointOptimizer):
         if constraint is not None:
             new_theta = constraint(new_theta)
         self.assign(true_param, new_theta)
-        shift = ops.divide(next_gamma, next_complement)
         self.assign(
             variable,
-            ops.cast(ops.add(new_theta, ops.multiply(shift, step_taken)), variable.dtype),
+            ops.cast(shifted_point(new_theta, step_taken, next_gamma, next_complement), variable.dtype),
         )
 
     # ----------------------------------------------------------------- config
@@ -326,6 +304,45 @@ class IGT(OutputPointOptimizer):
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
         return cls(inner, **config)
+
+
+# The update maths: functions of tensors in `keras.ops`, shared by every front end.
+
+
+def transport_momentum(step, tail_fraction, nonnegative=False, dtype="float64"):
+    """(γₜ, 1 − γₜ) at the 1-based `step` for the paper's c = `tail_fraction`.
+
+    The complement is computed without cancellation: γₜ → 1, and 1 − γₜ taken
+    from a rounded γₜ loses all its digits by t ≈ 1/eps (float32: relative
+    error 6e-3 at t = 1e5). `nonnegative` clips γₜ at 0.
+    """
+    t = ops.convert_to_tensor(step, dtype=dtype)
+    one = constant(1.0, dtype)
+    if tail_fraction == 1.0:
+        complement = ops.divide(one, t)
+        gamma = ops.divide(t - one, t)
+    else:
+        c = constant(tail_fraction, dtype)
+        t = ops.maximum(t, one)
+        # 1 − γₜ = (1 + √((1 − c)(t − 1)/t)) / (1 + c(t − 1)), which is 1 at t = 1.
+        denominator = one + c * (t - one)
+        complement = (one + ops.sqrt((one - c) * (t - one) / t)) / denominator
+        gamma = (c * (t - one) - ops.sqrt((one - c) * (t - one) / t)) / denominator
+    if nonnegative:
+        gamma = ops.maximum(gamma, ops.zeros_like(gamma))
+        complement = ops.minimum(complement, ops.ones_like(complement))
+    return gamma, complement
+
+
+def transport(estimate, gradient, complement):
+    """γ·v + (1 − γ)·g, as v + (1 − γ)(g − v): the small weight multiplies a
+    small difference."""
+    return ops.add(estimate, ops.multiply(complement, ops.subtract(gradient, estimate)))
+
+
+def shifted_point(theta, step_taken, next_gamma, next_complement):
+    """θ + γₜ₊₁/(1 − γₜ₊₁)·Δθ, where the next gradient is taken."""
+    return ops.add(theta, ops.multiply(ops.divide(next_gamma, next_complement), step_taken))
 
 
 @contextlib.contextmanager
@@ -369,7 +386,7 @@ def _collecting_additions(optimizer, target):
 
 def _sum_or_zeros(tensors, like):
     if not tensors:
-        return ops.zeros_like(like)
+        return ops.zeros(like.shape, like.dtype)
     total = tensors[0]
     for tensor in tensors[1:]:
         total = ops.add(total, tensor)
@@ -387,10 +404,12 @@ def _check_inner(optimizer):
             "IGT needs a step that does not read the parameter values and lives "
             "entirely in `update_step`"
         )
+        kind = type(optimizer)
         raise ValueError(
-            f"`inner_optimizer` {type(optimizer).__name__} is not supported by IGT: "
-            f"{reason}. Supported: Keras's {names}; keras_momenta's Expectigrad, "
-            f"MSSD, and MSVAG and AdamStar with variance='moving_average'."
+            f"`inner_optimizer` {kind.__module__}.{kind.__qualname__} is not supported "
+            f"by IGT: {reason}. Supported: Keras's {names} (and subclasses that "
+            f"keep their `update_step`); keras_momenta's Expectigrad, MSSD, and "
+            f"MSVAG and AdamStar with variance='moving_average'."
         )
     if optimizer.built:
         raise ValueError("`inner_optimizer` must be new: it has already been built.")

@@ -11,6 +11,7 @@ squares to the optimizer.
 import keras
 from keras import ops
 
+from keras_momenta import _backend
 from keras_momenta.output_point import unwrap
 
 
@@ -34,6 +35,7 @@ class MinibatchVarianceModel(keras.Model):
     The cost is that of holding B per-example gradients (B × the number of
     parameters) at once; see `benchmarks/minibatch_cost.py`.
 
+    It needs the TensorFlow backend (a `ValueError` says so on others).
     Refused, with a `ValueError` when `fit` starts:
     - an optimizer without `variance="minibatch"`;
     - layers whose training output for one example depends on the others
@@ -49,6 +51,7 @@ class MinibatchVarianceModel(keras.Model):
     """
 
     def __init__(self, inner_model, **kwargs):
+        _backend.check_per_example_gradients()
         super().__init__(**kwargs)
         self.inner_model = inner_model
 
@@ -63,15 +66,16 @@ class MinibatchVarianceModel(keras.Model):
                 "per-example statistics: `keras_momenta.MSVAG(..., variance='minibatch')` "
                 f"or `keras_momenta.AdamStar(..., variance='minibatch')`; got {type(inner).__name__}."
             )
-        for layer in self.inner_model._flatten_layers(include_self=False):
-            if isinstance(layer, keras.layers.BatchNormalization) or layer._seed_generators:
-                raise ValueError(
-                    f"`MinibatchVarianceModel` cannot compute per-example gradients "
-                    f"through layer {layer.name!r} ({type(layer).__name__}): vectorised "
-                    "over the batch, its training output would not be the one of the "
-                    "whole batch (batch statistics or random draws). Remove it, or use "
-                    "variance='moving_average'."
-                )
+        unsupported = _backend.layers_with_batch_or_random_state(self.inner_model)
+        if unsupported:
+            layer = unsupported[0]
+            raise ValueError(
+                f"`MinibatchVarianceModel` cannot compute per-example gradients "
+                f"through layer {layer.name!r} ({type(layer).__name__}): vectorised "
+                "over the batch, its training output would not be the one of the "
+                "whole batch (batch statistics or random draws). Remove it, or use "
+                "variance='moving_average'."
+            )
         for loss_object in keras.tree.flatten(self.loss):
             reduction = getattr(loss_object, "reduction", "sum_over_batch_size")
             if isinstance(loss_object, keras.losses.Loss) and reduction != "sum_over_batch_size":
@@ -81,8 +85,6 @@ class MinibatchVarianceModel(keras.Model):
                 )
 
     def train_step(self, data):
-        import tensorflow as tf
-
         self._refuse_unsupported()
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         optimizer = self.optimizer
@@ -90,34 +92,24 @@ class MinibatchVarianceModel(keras.Model):
         examples = {"x": x, "y": y, "sample_weight": sample_weight}
         examples = {key: value for key, value in examples.items() if value is not None}
 
-        connected = []  # which variables the loss depends on (known when traced)
+        def one_example(batch_of_one):
+            y_pred = self(batch_of_one["x"], training=True)
+            loss = self.compute_loss(
+                x=batch_of_one["x"],
+                y=batch_of_one.get("y"),
+                y_pred=y_pred,
+                sample_weight=batch_of_one.get("sample_weight"),
+                training=True,
+            )
+            return y_pred, loss, optimizer.scale_loss(loss)
 
-        def one_example(example):
-            batch_of_one = keras.tree.map_structure(lambda t: t[None], example)
-            with tf.GradientTape() as tape:
-                y_pred = self(batch_of_one["x"], training=True)
-                loss = self.compute_loss(
-                    x=batch_of_one["x"],
-                    y=batch_of_one.get("y"),
-                    y_pred=y_pred,
-                    sample_weight=batch_of_one.get("sample_weight"),
-                    training=True,
-                )
-                scaled_loss = optimizer.scale_loss(loss)
-            gradients = tape.gradient(scaled_loss, variables)
-            connected[:] = [g is not None for g in gradients]
-            gradients = [ops.convert_to_tensor(g) for g in gradients if g is not None]  # IndexedSlices
-            return keras.tree.map_structure(lambda t: t[0], y_pred), loss, gradients
-
-        y_pred, losses, per_example = tf.vectorized_map(one_example, examples)
-        per_example = iter(per_example)
         # A variable without a gradient gets None, as in Keras's own train step.
-        per_example = [next(per_example) if c else None for c in connected]
+        y_pred, losses, per_example = _backend.per_example_gradients(one_example, examples, variables)
         batch_size = ops.shape(losses)[0]
         gradients = [None if g is None else ops.mean(g, axis=0) for g in per_example]
         # Per-example losses carry the loss scale and, under a strategy,
         # Keras's 1/replicas factor; the statistics are of the plain losses.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = _backend.replicas_in_sync()
         scale = ops.convert_to_tensor(optimizer.scale_loss(1.0), "float32") / replicas
         square_sums = []
         for g in per_example:
@@ -132,7 +124,7 @@ class MinibatchVarianceModel(keras.Model):
         unwrap(optimizer).add_minibatch_statistics(square_sums, batch_size, variables)
         optimizer.apply(gradients, variables)
 
-        self._loss_tracker.update_state(
+        _backend.loss_tracker(self).update_state(
             ops.multiply(ops.mean(losses), replicas), sample_weight=batch_size
         )
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)

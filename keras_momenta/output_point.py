@@ -4,8 +4,9 @@ IGT keeps its true iterate θ beside the shifted point where gradients are
 taken; AM1-SGD and AM2-SGD keep averages and tables of past iterates, and with
 option II answer with an average. Such state belongs to the values the model
 variables had when it was written, so an `OutputPointOptimizer` tracks, per
-model variable, in one int64 optimizer variable `point_state` of three
-entries (saved and restored with the rest):
+model variable, in one integer optimizer variable `point_state` of three
+entries (saved and restored with the rest; of the width of the optimizer's
+step counter, int64 on TensorFlow and int32 on JAX):
 
 * `update_count`: the updates this variable has had since its run started.
   Its first update (whenever it comes, and after `restart`) starts the
@@ -48,7 +49,7 @@ import collections
 import keras
 from keras import ops
 
-from keras_momenta._backend import update_replicas
+from keras_momenta import _backend
 from keras_momenta._base import LOW_PRECISION_DTYPES, MomentaOptimizer, variable_path_name
 from keras_momenta._hash import fingerprint
 
@@ -73,6 +74,11 @@ def read(variable, dtype):
 # hand-over flag).
 _KEEP_ALL_BUT_COUNT = (0, 1, 1)
 _KEEP_ONLY_FINGERPRINT = (0, 0, 1)
+
+
+def _masked(state, mask):
+    state = ops.convert_to_tensor(state)
+    return ops.multiply(state, ops.convert_to_tensor(mask, dtype=state.dtype))
 
 
 def _unstack(state):
@@ -104,12 +110,12 @@ class OutputPointOptimizer(MomentaOptimizer):
         super().build(var_list)
         self._point_states = []
         for variable in var_list:
-            with self._colocated_with(variable):
+            with self.colocated_with(variable):
                 self._point_states.append(
                     self.add_variable(
                         shape=(3,),  # [update count, handed over, fingerprint]
                         initializer="zeros",
-                        dtype="int64",
+                        dtype=self._iterations.dtype,
                         # Written in replica context too (`_take_back_changed`),
                         # with the same value on every replica.
                         aggregation="only_first_replica",
@@ -156,7 +162,7 @@ class OutputPointOptimizer(MomentaOptimizer):
 
         def digests_differ():
             return [
-                ops.logical_and(h, ops.not_equal(fingerprint(variable), value[2]))
+                ops.logical_and(h, ops.not_equal(fingerprint(variable, value.dtype), value[2]))
                 for h, variable, value in zip(handed_over, variables, values)
             ]
 
@@ -167,13 +173,13 @@ class OutputPointOptimizer(MomentaOptimizer):
         )
         for state, value, changed_ in zip(states, values, changed):
             # Update count 0 and not handed over: the run restarts from the value.
-            state.assign(ops.where(changed_, value * _KEEP_ONLY_FINGERPRINT, value))
+            state.assign(ops.where(changed_, _masked(value, _KEEP_ONLY_FINGERPRINT), value))
 
     def _begin_update(self, variable):
         """Bookkeeping at the start of `update_step`; returns an `UpdateStart`."""
         index = self._get_variable_index(variable)
         state = self._point_states[index]
-        count, flag, recorded = _unstack(read(state, "int64"))
+        count, flag, recorded = _unstack(read(state, state.dtype))
         fresh = ops.equal(count, 0)
         step = ops.where(fresh, ops.ones_like(count), count + 1)
         self.assign(state, ops.stack([step, ops.zeros_like(flag), recorded]))
@@ -274,6 +280,8 @@ class OutputPointOptimizer(MomentaOptimizer):
         before the first step), otherwise with its first gradient taken at the
         answer. Weights changed in between are where it continues.
         """
+        if not _backend.holds_values(list(var_list) + self.variables):
+            return  # a failed JAX `fit`: let its own error through
         # Handed over before Keras's EMA overwrite (option I), which then
         # counts as a change from outside: the run restarts from the average.
         self.load_evaluation_weights(var_list)
@@ -283,7 +291,7 @@ class OutputPointOptimizer(MomentaOptimizer):
         """Start every variable's run afresh from its current value at its next update."""
         if self.built:
             for variable, state in zip(self._trainable_variables, self._point_states):
-                update_replicas(self, lambda _, s: s.assign(s * _KEEP_ALL_BUT_COUNT), variable, state)
+                _backend.update_replicas(self, lambda _, s: s.assign(_masked(s, _KEEP_ALL_BUT_COUNT)), variable, state)
 
     def _update_variable_state(self, variable, fn):
         index = self._get_variable_index(variable)
@@ -294,12 +302,12 @@ class OutputPointOptimizer(MomentaOptimizer):
             values = iter(values)
             fn(index, var, state, *[next(values) if p else None for p in present])
 
-        update_replicas(
+        _backend.update_replicas(
             self, run, variable, self._point_states[index], *[s for s in slots if s is not None]
         )
 
     def _hand_over(self, index, var, state, answer, stash):
-        count, flag, recorded = _unstack(read(state, "int64"))
+        count, flag, recorded = _unstack(read(state, state.dtype))
         already = ops.equal(flag, 1)
         if answer is not None:
             current = read(var, var.dtype)
@@ -307,13 +315,13 @@ class OutputPointOptimizer(MomentaOptimizer):
             kept = stash if stash is not None else answer
             kept.assign(ops.where(already, read(kept, kept.dtype), ops.cast(current, kept.dtype)))
             var.assign(ops.where(already, current, reported))
-        recorded = ops.where(already, recorded, fingerprint(var))
+        recorded = ops.where(already, recorded, fingerprint(var, recorded.dtype))
         state.assign(ops.stack([count, ops.ones_like(flag), recorded]))
 
     def _take_back(self, index, var, state, answer, stash):
-        count, flag, recorded = _unstack(read(state, "int64"))
+        count, flag, recorded = _unstack(read(state, state.dtype))
         handed_over = ops.equal(flag, 1)
-        changed = ops.logical_and(handed_over, ops.not_equal(fingerprint(var), recorded))
+        changed = ops.logical_and(handed_over, ops.not_equal(fingerprint(var, recorded.dtype), recorded))
         restore = ops.logical_and(handed_over, ops.logical_not(changed))
         if answer is not None:
             current = read(var, var.dtype)

@@ -186,3 +186,48 @@ def per_variable_fit(references, params, x, y, epochs, learning_rate, batch_size
             grads = least_squares_gradients(at, x[start : start + batch_size], y[start : start + batch_size])
             params = [r.step([p], [g], learning_rate)[0] for r, p, g in zip(references, params, grads)]
     return params
+
+
+# ------------------------------------------- a model that `fit` trains
+
+
+def least_squares_data(n=64, features=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features))
+    y = x @ rng.normal(size=(features, 1)) + 0.3 + 0.1 * rng.normal(size=(n, 1))
+    return x, y
+
+
+def linear_model(features=3, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((features,)), keras.layers.Dense(1)])
+
+
+def least_squares_reference(case, weights, x, y, batch_size, epochs, **semantics):
+    """Mini-batch gradient of Keras's "mse" for a Dense(1) layer, in NumPy.
+
+    Returns the optimizer's answer, which `fit` writes into the model at its
+    end (the parameters themselves unless the optimizer has an output point).
+    """
+    semantics = KerasSemantics(case.make_reference(), case.learning_rate, **semantics)
+    params = [np.asarray(w, np.float64) for w in weights]
+    for _ in range(epochs):
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            residual = xb @ params[0] + params[1] - yb
+            grads = least_squares_gradients(params, xb, yb)
+            statistics = None
+            if case.statistics is not None:
+                # Σₖ of the squared per-example gradients 2rₖxₖ and 2rₖ.
+                square_sums = [4 * (xb**2).T @ residual**2, 4 * np.sum(residual**2, axis=0)]
+                statistics = (square_sums, len(xb))
+            params = semantics.step(params, grads, statistics)
+    return semantics.output_point(params)
+
+
+def case_model(case, seed=0):
+    """The linear model, wrapped as the case needs for `fit`."""
+    model = linear_model(seed=seed)
+    return case.wrap_model(model) if case.wrap_model else model

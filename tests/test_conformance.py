@@ -13,9 +13,12 @@ from keras_momenta.output_point import OutputPointOptimizer
 from tests.harness import (
     SHAPES,
     KerasSemantics,
+    case_model,
     gradient_stream,
     initial_params,
+    least_squares_data,
     least_squares_gradients,
+    least_squares_reference,
 )
 from tests.registry import CASES
 
@@ -55,12 +58,6 @@ def statistics_tensors(statistics, dtype="float64"):
     square_sums, batch_size = statistics
     dtype = _statistics_dtype(dtype)
     return ([tf.constant(s, dtype=dtype) for s in square_sums], tf.constant(batch_size, dtype=dtype)),
-
-
-def case_model(case, seed=0):
-    """The linear model, wrapped as the case needs for `fit`."""
-    model = linear_model(seed=seed)
-    return case.wrap_model(model) if case.wrap_model else model
 
 
 def step_function(optimizer, variables, mode):
@@ -159,40 +156,6 @@ def test_eager_function_and_xla_agree(case):
 
 
 # ------------------------------------------------ 3. model.fit
-
-
-def least_squares_data(n=64, features=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features))
-    y = x @ rng.normal(size=(features, 1)) + 0.3 + 0.1 * rng.normal(size=(n, 1))
-    return x, y
-
-
-def linear_model(features=3, seed=0):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((features,)), keras.layers.Dense(1)])
-
-
-def least_squares_reference(case, weights, x, y, batch_size, epochs, **semantics):
-    """Mini-batch gradient of Keras's "mse" for a Dense(1) layer, in NumPy.
-
-    Returns the optimizer's answer, which `fit` writes into the model at its
-    end (the parameters themselves unless the optimizer has an output point).
-    """
-    semantics = KerasSemantics(case.make_reference(), case.learning_rate, **semantics)
-    params = [np.asarray(w, np.float64) for w in weights]
-    for _ in range(epochs):
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            residual = xb @ params[0] + params[1] - yb
-            grads = least_squares_gradients(params, xb, yb)
-            statistics = None
-            if case.statistics is not None:
-                # Σₖ of the squared per-example gradients 2rₖxₖ and 2rₖ.
-                square_sums = [4 * (xb**2).T @ residual**2, 4 * np.sum(residual**2, axis=0)]
-                statistics = (square_sums, len(xb))
-            params = semantics.step(params, grads, statistics)
-    return semantics.output_point(params)
 
 
 @case_param

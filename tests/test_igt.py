@@ -203,6 +203,31 @@ def test_refusals_say_what_to_do(make, message):
         make()
 
 
+class _BackendSGD(keras.optimizers.SGD):
+    """Like the PyTorch backend's SGD: a subclass with Keras's own `update_step`."""
+
+
+class _ValueDependentSGD(keras.optimizers.SGD):
+    def update_step(self, gradient, variable, learning_rate):
+        self.assign(variable, variable * 0.5)
+
+
+def test_inner_optimizers_are_matched_by_their_update_step():
+    # Accepted (the PyTorch backend's SGD once was refused as "SGD is not
+    # supported ... Supported: SGD"), and the same steps as Keras's SGD.
+    variables = [keras.Variable(np.linspace(-1.0, 1.0, 5))]
+    results = []
+    for inner_class in (keras.optimizers.SGD, _BackendSGD):
+        values = [keras.Variable(v) for v in variables]
+        optimizer = km.IGT(inner_class(0.25, momentum=0.5), tail_fraction=0.5)
+        for t in range(6):
+            optimizer.apply([np.cos(np.arange(5.0) + t)], values)
+        results.append(values[0].numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    with pytest.raises(ValueError, match="_ValueDependentSGD is not supported"):
+        km.IGT(_ValueDependentSGD())
+
+
 def test_built_inner_optimizer_is_refused():
     inner = keras.optimizers.SGD()
     inner.build([keras.Variable(np.zeros(2))])

@@ -1,0 +1,215 @@
+"""The conformance checks that must hold on every Keras backend, run in a process of its own.
+
+The backend is chosen when Keras is imported, so `tests/test_backends.py`
+runs this module in a subprocess per backend:
+
+    KERAS_BACKEND=jax JAX_ENABLE_X64=1 python -m tests.backend_checks --cases all
+
+and reads the JSON it prints: one record per (case, check), with "passed",
+"refused" (a clear `ValueError` that names the backend it needs) or
+"failed" and the reason. The checks use the same registry cases and float64
+NumPy references as `tests/test_conformance.py`, through `keras.ops` only:
+
+* reference: 40 eager `apply` steps on every shape against the paper's
+  reference (float64 at rtol 1e-10; with `--dtype float32`, the precision
+  JAX runs in by default, to 1e-5 of the trajectory's scale);
+* fit: `model.fit` (compiled by the backend) against the reference;
+* resume: a `.keras` file saved mid-`fit`, reloaded and trained on, follows
+  the uninterrupted run exactly;
+* data_parallel (JAX, with two host devices): `fit` under
+  `keras.distribution.DataParallel` equals single-device training with the
+  same global batch.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import traceback
+
+import numpy as np
+
+# The precision of the checks: float64, or float32 where the backend has no
+# 64-bit types (JAX without JAX_ENABLE_X64).
+DTYPE = "float64"
+# Relative tolerance against the float64 reference, elementwise in float64
+# and against the trajectory's scale in float32.
+RTOL = {"float64": 1e-10, "float32": 1e-5}
+
+
+def _record(case, check, status, detail=""):
+    return {"case": case.id, "check": check, "status": status, "detail": detail}
+
+
+def _trajectory(case, params, stream, statistics):
+    import keras
+    from keras import ops
+
+    variables = [keras.Variable(p, dtype=DTYPE) for p in params]
+    optimizer = case.make()
+    optimizer.build(variables)
+    trajectory = []
+    for t, grads in enumerate(stream):
+        if statistics is not None:
+            square_sums, batch_size = statistics[t]
+            optimizer.add_minibatch_statistics(
+                [ops.convert_to_tensor(s, DTYPE) for s in square_sums], batch_size, variables
+            )
+        optimizer.apply([ops.convert_to_tensor(g, DTYPE) for g in grads], variables)
+        trajectory.append([np.asarray(ops.convert_to_numpy(v), np.float64) for v in variables])
+    return trajectory
+
+
+def check_reference(case):
+    from tests.harness import KerasSemantics, SHAPES, gradient_stream, initial_params
+
+    shapes = list(SHAPES.values())
+    # The optimizer sees values rounded to its dtype; so does the reference.
+    def rounded(arrays):
+        return [np.asarray(a, DTYPE).astype(np.float64) for a in arrays]
+
+    params = rounded(initial_params(shapes))
+    stream = [rounded(grads) for grads in gradient_stream(shapes, 40)]
+    statistics = None
+    if case.statistics:
+        statistics = [(rounded(sums), size) for sums, size in case.statistics(stream)]
+    actual = _trajectory(case, params, stream, statistics)
+    semantics = KerasSemantics(case.make_reference(), case.learning_rate)
+    expected, current = [], params
+    for t, grads in enumerate(stream):
+        current = semantics.step(current, grads, statistics and statistics[t])
+        expected.append(current)
+    scale = max(float(np.max(np.abs(e))) for step in expected for e in step)
+    rtol, atol = (RTOL[DTYPE], 1e-14 * scale) if DTYPE == "float64" else (0, RTOL[DTYPE] * scale)
+    for t, (a_step, e_step) in enumerate(zip(actual, expected)):
+        for a, e in zip(a_step, e_step):
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"step {t + 1}")
+
+
+def check_fit(case):
+    import keras
+
+    from tests.harness import case_model, least_squares_data, least_squares_reference
+
+    keras.config.set_floatx(DTYPE)
+    x, y = (a.astype(DTYPE).astype(np.float64) for a in least_squares_data())
+    model = case_model(case)
+    initial = model.get_weights()
+    model.compile(optimizer=case.make(), loss="mse")
+    model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    expected = least_squares_reference(case, initial, x, y, 16, 3)
+    for actual, wanted in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(actual, wanted, rtol=RTOL[DTYPE], atol=RTOL[DTYPE])
+
+
+def check_resume(case):
+    import keras
+
+    import keras_momenta as km
+    from tests.harness import case_model, least_squares_data
+
+    keras.config.set_floatx(DTYPE)
+    x, y = least_squares_data()
+    path = os.path.join(tempfile.mkdtemp(), "mid_run.keras")
+
+    class SaveAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.save(path)
+
+    def fit(model, epochs, *extra):
+        callbacks = [km.callbacks.SwapEvaluationWeights(), *extra]
+        model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
+
+    model = case_model(case)
+    model.compile(optimizer=case.make(), loss="mse")
+    fit(model, 4, SaveAfterSecondEpoch())
+    restored = keras.models.load_model(path)
+    fit(restored, 2)
+    for actual, wanted in zip(restored.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(actual, wanted)
+
+
+def check_data_parallel(case):
+    import jax
+    import keras
+
+    from tests.harness import case_model, least_squares_data
+
+    devices = jax.devices("cpu")
+    if len(devices) < 2:
+        raise AssertionError(
+            "two host devices needed: set XLA_FLAGS=--xla_force_host_platform_device_count=2"
+        )
+    keras.config.set_floatx(DTYPE)
+    x, y = least_squares_data()
+
+    def train(distribution):
+        if distribution is not None:
+            keras.distribution.set_distribution(distribution)
+        try:
+            model = case_model(case)
+            model.compile(optimizer=case.make(), loss="mse")
+            model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+            return model.get_weights()
+        finally:
+            keras.distribution.set_distribution(None)
+
+    single = train(None)
+    parallel = train(keras.distribution.DataParallel(devices=devices[:2]))
+    for actual, wanted in zip(parallel, single):
+        # The two halves of a batch are summed in another order.
+        tolerance = 1e-12 if DTYPE == "float64" else 1e-5
+        np.testing.assert_allclose(actual, wanted, rtol=tolerance, atol=tolerance)
+
+
+CHECKS = {
+    "reference": check_reference,
+    "fit": check_fit,
+    "resume": check_resume,
+    "data_parallel": check_data_parallel,
+}
+
+
+def run(case_ids, checks):
+    import keras
+
+    from tests.registry import CASES
+
+    backend = keras.backend.backend()
+    records = []
+    for case in CASES:
+        if case_ids != ["all"] and case.id not in case_ids:
+            continue
+        for check in checks:
+            try:
+                CHECKS[check](case)
+                records.append(_record(case, check, "passed"))
+            except ValueError as error:
+                # A refusal is acceptable only when it says which backend to use.
+                message = str(error)
+                status = "refused" if "backend" in message.lower() else "failed"
+                records.append(_record(case, check, status, message))
+            except Exception:  # reported, with its traceback, by the pytest side
+                records.append(_record(case, check, "failed", traceback.format_exc(limit=-6)))
+            finally:
+                keras.config.set_floatx("float32")
+                keras.backend.clear_session(free_memory=False)
+    return {"backend": backend, "records": records}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["all"], help="registry case ids, or all")
+    parser.add_argument("--checks", nargs="+", default=["reference", "fit", "resume"], choices=sorted(CHECKS))
+    parser.add_argument("--dtype", default="float64", choices=sorted(RTOL))
+    args = parser.parse_args(argv)
+    global DTYPE
+    DTYPE = args.dtype
+    result = run(args.cases, args.checks)
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

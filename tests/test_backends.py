@@ -1,0 +1,88 @@
+"""The conformance checks on the other Keras backends (JAX), each in a process of its own.
+
+`tests/backend_checks.py` runs the registry cases on one backend and reports
+one record per (case, check). Every optimizer must pass, or be refused with
+an error that names the backend it needs: only `MinibatchVarianceModel`
+(per-example gradients through `tf.vectorized_map`) is, so the mini-batch
+variance cases must pass the eager reference check and be refused in `fit`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.registry import CASES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Name -> (environment, dtype). JAX computes in 32 bits unless 64-bit types
+# are switched on; both are what users run.
+CONFIGURATIONS = {
+    "jax-float64": ({"KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "1"}, "float64"),
+    "jax-float32": ({"KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "0"}, "float32"),
+}
+CHECKS = ("reference", "fit", "resume", "data_parallel")
+FAMILIES = sorted({case.id.split("-")[0] for case in CASES})
+
+
+def _cases(family, slow):
+    return [c for c in CASES if c.id.split("-")[0] == family and c.slow == slow]
+
+
+def _run_checks(configuration, cases):
+    environment, dtype = CONFIGURATIONS[configuration]
+    env = {
+        **os.environ,
+        **environment,
+        # Two host devices for `keras.distribution.DataParallel`.
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    command = [
+        sys.executable, "-m", "tests.backend_checks",
+        "--dtype", dtype, "--checks", *CHECKS, "--cases", *[c.id for c in cases],
+    ]
+    completed = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _expected_status(case, check, backend):
+    if case.wrap_model is not None and check != "reference" and backend != "tensorflow":
+        return "refused"
+    return "passed"
+
+
+@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
+@pytest.mark.parametrize(
+    "family, slow",
+    [
+        pytest.param(family, slow, id=f"{family}-{'rest' if slow else 'default'}",
+                     marks=[pytest.mark.slow] if slow else [])
+        for family in FAMILIES
+        for slow in (False, True)
+        if _cases(family, slow)
+    ],
+)
+def test_registry_cases_on_backend(configuration, family, slow):
+    cases = _cases(family, slow)
+    result = _run_checks(configuration, cases)
+    records = {(r["case"], r["check"]): r for r in result["records"]}
+    problems = []
+    for case in cases:
+        for check in CHECKS:
+            record = records.get((case.id, check))
+            expected = _expected_status(case, check, result["backend"])
+            if record is None:
+                problems.append(f"{case.id} {check}: not run")
+            elif record["status"] != expected:
+                problems.append(
+                    f"{case.id} {check}: {record['status']} (expected {expected})\n{record['detail']}"
+                )
+    assert result["backend"] == CONFIGURATIONS[configuration][0]["KERAS_BACKEND"]
+    assert not problems, "\n\n".join(problems)
