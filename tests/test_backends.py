@@ -58,12 +58,20 @@ def _expected_status(case, check, backend):
     return "passed"
 
 
-@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
+# The default run checks JAX's default (32-bit) mode on the default cases;
+# CI also runs the rest of the cases and the float64 mode.
+DEFAULT_CONFIGURATION = "jax-float32"
+
+
 @pytest.mark.parametrize(
-    "family, slow",
+    "configuration, family, slow",
     [
-        pytest.param(family, slow, id=f"{family}-{'rest' if slow else 'default'}",
-                     marks=[pytest.mark.slow] if slow else [])
+        pytest.param(
+            configuration, family, slow,
+            id=f"{configuration}-{family}-{'rest' if slow else 'default'}",
+            marks=[pytest.mark.slow] if slow or configuration != DEFAULT_CONFIGURATION else [],
+        )
+        for configuration in sorted(CONFIGURATIONS)
         for family in FAMILIES
         for slow in (False, True)
         if _cases(family, slow)
