@@ -178,6 +178,21 @@ def sum_across_replicas(optimizer, values, write):
     )
 
 
+def in_replica_function():
+    """Whether this is a function traced in a replica of a `tf.distribute`
+    strategy (`strategy.run` inside a `tf.function`), where creating
+    optimizer state fails."""
+    if not _is_tensorflow():
+        return False
+    import tensorflow as tf
+
+    return (
+        tf.distribute.has_strategy()
+        and not tf.distribute.in_cross_replica_context()
+        and not tf.executing_eagerly()
+    )
+
+
 def replicas_in_sync():
     """The number of replicas a step runs on (1 outside a `tf.distribute` strategy)."""
     if not _is_tensorflow():

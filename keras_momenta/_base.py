@@ -150,6 +150,22 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
                 )
         super().build(var_list)
 
+    def apply(self, grads, trainable_variables=None):
+        self.refuse_building_in_replica()
+        return super().apply(grads, trainable_variables)
+
+    def refuse_building_in_replica(self):
+        """A clear error where Keras would create the state inside
+        `strategy.run` in a `tf.function` and fail with an unrelated graph
+        error (keras-team/keras#23085)."""
+        if not self.built and _backend.in_replica_function():
+            raise ValueError(
+                f"{type(self).__name__} is used for the first time inside "
+                f"`strategy.run` in a `tf.function`, where its state cannot be "
+                f"created. Build it in the strategy's scope before the loop: "
+                f"`with strategy.scope(): optimizer.build(model.trainable_variables)`."
+            )
+
     def add_state_variable(
         self, reference_variable, name, initializer="zeros", dtype=None, leading_shape=()
     ):

@@ -232,6 +232,7 @@ class _VarianceAdapted(MomentaOptimizer):
                     f"have its shape {tuple(variable.shape)}; got {tuple(square_sum.shape)}."
                 )
         if not self.built:
+            self.refuse_building_in_replica()
             with keras.name_scope(self.name, caller=self):
                 self.build(trainable_variables)
         indices = [self._get_variable_index(v) for v in trainable_variables]
@@ -290,6 +291,7 @@ class _VarianceAdapted(MomentaOptimizer):
         )
 
     def apply(self, grads, trainable_variables=None):
+        self.refuse_building_in_replica()
         if self.variance == "minibatch":
             context = _backend.execution_context()
             if context not in self._statistics_pending:

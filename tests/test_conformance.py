@@ -756,6 +756,26 @@ def test_interrupted_validation_leaves_a_consistent_state(case):
 # ------------------------------------------------ 10. MirroredStrategy
 
 
+@case_param
+def test_custom_loop_under_a_strategy_asks_to_build_first(case, mirrored_strategy):
+    strategy = mirrored_strategy
+    with strategy.scope():
+        variables = make_variables(initial_params(SHAPE_LIST[:2]), "float32")
+        optimizer = case.make()
+
+    def replica_step(scale):
+        # Keras would fail here with "You must feed a value for placeholder
+        # tensor 'cond/else/...'" (keras-team/keras#23085).
+        gradients = [scale * tf.ones(v.shape) for v in variables]
+        if case.statistics is not None:
+            optimizer.add_minibatch_statistics(gradients, 4.0, variables)
+        optimizer.apply(gradients, variables)
+
+    step = tf.function(lambda scale: strategy.run(replica_step, args=(scale,)))
+    with pytest.raises(ValueError, match=r"strategy.scope\(\): optimizer.build"):
+        step(tf.constant(0.5))
+
+
 def _fit_under(strategy, case, x, y, jit_compile):
     with strategy.scope():
         model = case_model(case)
