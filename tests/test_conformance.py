@@ -172,6 +172,24 @@ def test_fit_follows_reference(case, jit_compile):
         np.testing.assert_allclose(actual, wanted, rtol=1e-10)
 
 
+@case_param
+def test_whole_train_step_compiles_like_a_tpu_step(case):
+    """What `TPUStrategy` asks of a step, as far as a CPU allows: the whole
+    train function compiled by XLA (must-compile, so an op XLA cannot compile,
+    such as a round trip to the host, fails), several steps per execution,
+    and the strategy's code paths (merge calls, per-variable updates)."""
+    keras.config.set_floatx("float64")
+    x, y = least_squares_data()
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        model = case_model(case)
+        model.compile(optimizer=case.make(), loss="mse", jit_compile=True, steps_per_execution=3)
+    initial = model.get_weights()
+    model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    expected = least_squares_reference(case, initial, x, y, 16, 3)
+    for actual, wanted in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(actual, wanted, rtol=1e-10)
+
+
 # ------------------------------------------------ 4. config and checkpoints
 
 
