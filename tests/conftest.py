@@ -1,3 +1,4 @@
+import gc
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -33,15 +34,29 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
 
 
+def _uses_a_strategy(request):
+    names = request.function.__code__.co_names
+    return "mirrored_strategy" in request.fixturenames or any("Strategy" in n for n in names)
+
+
 @pytest.fixture(autouse=True)
-def _clean_keras_state():
-    """Each test starts with float32, no mixed precision and a fresh graph."""
+def _clean_keras_state(request):
+    """Each test starts with float32, no mixed precision and a fresh graph.
+
+    A full garbage collection takes 0.7 s (half of the suite's time after
+    every test), so it runs only around tests that train under a
+    `tf.distribute` strategy: the distributed iterators and functions of
+    earlier tests must be finalised before such a test, not by Python's own
+    collector while it runs (that crashed a worker, and once gave wrong
+    weights, in `test_mirrored_strategy_matches_single_device`).
+    """
+    strategy_test = _uses_a_strategy(request)
+    if strategy_test:
+        gc.collect()
     yield
     keras.config.set_floatx("float32")
     keras.mixed_precision.set_global_policy("float32")
-    # Without a full garbage collection, which took 0.7 s after every test
-    # (half of the suite's time); Python's own collector frees the rest.
-    keras.backend.clear_session(free_memory=False)
+    keras.backend.clear_session(free_memory=strategy_test)
 
 
 def pytest_collection_modifyitems(config, items):
