@@ -112,6 +112,10 @@ def update_replicas(optimizer, fn, variable, *others):
     if strategy is None:
         fn(variable, *others)
         return
+    _update_through(strategy, fn, variable, others)
+
+
+def _update_through(strategy, fn, variable, others):
     strategy.extended.update(
         _raw(variable), fn, args=tuple(_raw(v) for v in others), group=False
     )
@@ -166,12 +170,7 @@ def sum_across_replicas(optimizer, values, write):
         values = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
     def in_cross_replica_context(distribution, values):
-        def update(variable, fn, *others):
-            distribution.extended.update(
-                _raw(variable), fn, args=tuple(_raw(v) for v in others), group=False
-            )
-
-        write(update, values)
+        write(lambda variable, fn, *others: _update_through(distribution, fn, variable, others), values)
 
     tf.__internal__.distribute.interim.maybe_merge_call(
         in_cross_replica_context, optimizer._distribution_strategy, values

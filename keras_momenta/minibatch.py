@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from keras_momenta import _backend
+from keras_momenta._base import state_dtype
 from keras_momenta.output_point import unwrap
 
 
@@ -116,7 +117,7 @@ class MinibatchVarianceModel(keras.Model):
             if g is None:
                 square_sums.append(None)
                 continue
-            dtype = "float32" if g.dtype in ("float16", "bfloat16") else g.dtype
+            dtype = state_dtype(g.dtype)
             g = ops.cast(g, dtype)
             square_sums.append(ops.divide(ops.sum(ops.square(g), axis=0), ops.square(ops.cast(scale, dtype))))
         # A step that a LossScaleOptimizer skips leaves its statistics unused,
