@@ -12,7 +12,11 @@ backend or front end has one file to read:
 * row-sparse gradients (`tf.IndexedSlices`, e.g. from `keras.layers.Embedding`);
 * reading and writing one row of a table variable (AM2-SGD's point table);
 * per-example gradients (`MinibatchVarianceModel`) and the private Keras
-  model API it needs.
+  model API it needs;
+* `maximum`, `minimum` and `divide_no_nan` that keep 64-bit floats on every
+  backend (Keras's PyTorch backend computes them, and `ops.matmul`, in
+  float32 for float64 inputs: its type promotion maps 64-bit types to 32-bit
+  ones, as JAX does without `JAX_ENABLE_X64`).
 
 Row-sparse gradients. Optimizers write state with `assign`, `assign_add` and
 `assign_sub`, which the TensorFlow backend turns into scatter updates for
@@ -46,6 +50,43 @@ def _is_tensorflow():
 
 def _raw(variable):
     return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+# ---------------------------------------------------------------- dtypes
+
+
+def _in_dtype_of_first(x1, x2):
+    x1 = ops.convert_to_tensor(x1)
+    return x1, ops.convert_to_tensor(x2, dtype=x1.dtype)
+
+
+def maximum(x1, x2):
+    """`ops.maximum(x1, x2)` in the dtype of `x1`."""
+    if keras.backend.backend() != "torch":
+        return ops.maximum(x1, x2)
+    import torch
+
+    return torch.maximum(*_in_dtype_of_first(x1, x2))
+
+
+def minimum(x1, x2):
+    """`ops.minimum(x1, x2)` in the dtype of `x1`."""
+    if keras.backend.backend() != "torch":
+        return ops.minimum(x1, x2)
+    import torch
+
+    return torch.minimum(*_in_dtype_of_first(x1, x2))
+
+
+def divide_no_nan(x1, x2):
+    """`ops.divide_no_nan(x1, x2)` (0 where x2 = 0) in the dtype of `x1`."""
+    if keras.backend.backend() != "torch":
+        return ops.divide_no_nan(x1, x2)
+    import torch
+
+    x1, x2 = _in_dtype_of_first(x1, x2)
+    zero = x2 == 0
+    return torch.where(zero, torch.zeros_like(x1), x1 / torch.where(zero, torch.ones_like(x2), x2))
 
 
 # ---------------------------------------------------------------- XLA

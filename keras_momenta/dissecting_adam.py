@@ -550,7 +550,7 @@ def moving_average_statistics(mean, excess, gradient, mu, step):
     residual = ops.subtract(gradient, new_mean)
     new_excess = ops.add(
         ops.multiply(complement, excess),
-        ops.multiply(ops.divide_no_nan(weight, complement), ops.square(residual)),
+        ops.multiply(_backend.divide_no_nan(weight, complement), ops.square(residual)),
     )
     return new_mean, new_excess, variance_factor(mu, mu_t)
 
@@ -565,7 +565,7 @@ def variance_factor(mu, mu_t):
 
 def released_variance_of_mean(kappa, excess, cap):
     """The released code's variance of m: ρ/(1 − ρ)·(v − m²), ρ = min(κ, cap)."""
-    rho = ops.minimum(kappa, cap)
+    rho = _backend.minimum(kappa, cap)
     return ops.multiply(ops.divide(rho, 1 - rho), excess)
 
 
@@ -574,18 +574,18 @@ def minibatch_variance(square_sum, count, gradient):
 
     A batch of one example tells nothing about the variance: ŝ = 0 then.
     """
-    spread = ops.maximum(
-        ops.subtract(ops.divide_no_nan(square_sum, count), ops.square(gradient)), 0
+    spread = _backend.maximum(
+        ops.subtract(_backend.divide_no_nan(square_sum, count), ops.square(gradient)), 0
     )
-    return ops.where(count > 1, ops.divide_no_nan(spread, count - 1), ops.zeros_like(spread))
+    return ops.where(count > 1, _backend.divide_no_nan(spread, count - 1), ops.zeros_like(spread))
 
 
 def msvag_direction(m, variance_of_m):
     """γ·m with γ = 1/(1 + η²) = m²/(m² + var[m]); 0 where m = 0."""
     m2 = ops.square(m)
-    return ops.multiply(ops.divide_no_nan(m2, ops.add(m2, variance_of_m)), m)
+    return ops.multiply(_backend.divide_no_nan(m2, ops.add(m2, variance_of_m)), m)
 
 
 def adamstar_direction(m, variance_of_m):
     """γ·sign(m) with γ = (1 + η²)^(−1/2) = |m|/√(m² + var[m]); 0 where m = 0."""
-    return ops.divide_no_nan(m, ops.sqrt(ops.add(ops.square(m), variance_of_m)))
+    return _backend.divide_no_nan(m, ops.sqrt(ops.add(ops.square(m), variance_of_m)))

@@ -203,7 +203,7 @@ def accumulate_squares(gradient, total, error=None, count=None):
 
 def normalised_step(gradient, total, count, epsilon, scale):
     """scale · g / (ε + √(s / n)), with 0/0 in s / n taken as 0."""
-    mean_square = ops.divide_no_nan(total, count)
+    mean_square = _backend.divide_no_nan(total, count)
     return ops.multiply(scale, ops.divide(gradient, ops.add(epsilon, ops.sqrt(mean_square))))
 
 

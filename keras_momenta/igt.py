@@ -323,14 +323,14 @@ def transport_momentum(step, tail_fraction, nonnegative=False, dtype="float64"):
         gamma = ops.divide(t - one, t)
     else:
         c = constant(tail_fraction, dtype)
-        t = ops.maximum(t, one)
+        t = _backend.maximum(t, one)
         # 1 − γₜ = (1 + √((1 − c)(t − 1)/t)) / (1 + c(t − 1)), which is 1 at t = 1.
         denominator = one + c * (t - one)
         complement = (one + ops.sqrt((one - c) * (t - one) / t)) / denominator
         gamma = (c * (t - one) - ops.sqrt((one - c) * (t - one) / t)) / denominator
     if nonnegative:
-        gamma = ops.maximum(gamma, ops.zeros_like(gamma))
-        complement = ops.minimum(complement, ops.ones_like(complement))
+        gamma = _backend.maximum(gamma, ops.zeros_like(gamma))
+        complement = _backend.minimum(complement, ops.ones_like(complement))
     return gamma, complement
 
 

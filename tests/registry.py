@@ -87,20 +87,21 @@ CASES = [
 
 
 # IGT: inner optimizers with hyperparameters exact in float32 (Keras casts
-# momentum and β to the variable dtype through float32).
+# momentum and β to the variable dtype through float32, and its PyTorch
+# backend rounds every Python float, ε included, to float32).
 IGT_INNERS = {
     "sgd": (keras.optimizers.SGD, {}),
     "momentum": (keras.optimizers.SGD, {"momentum": 0.875}),
     "nesterov": (keras.optimizers.SGD, {"momentum": 0.875, "nesterov": True}),
-    "adam": (keras.optimizers.Adam, {"beta_1": 0.875, "beta_2": 1 - 2.0**-10, "epsilon": 1e-7}),
-    "rmsprop": (keras.optimizers.RMSprop, {"rho": 0.875, "epsilon": 1e-7}),
+    "adam": (keras.optimizers.Adam, {"beta_1": 0.875, "beta_2": 1 - 2.0**-10, "epsilon": 2.0**-23}),
+    "rmsprop": (keras.optimizers.RMSprop, {"rho": 0.875, "epsilon": 2.0**-23}),
 }
 REFERENCE_INNERS = {
     "sgd": ("sgd", {}),
     "momentum": ("sgd", {"momentum": 0.875}),
     "nesterov": ("sgd", {"momentum": 0.875, "nesterov": True}),
-    "adam": ("adam", {"beta_1": 0.875, "beta_2": 1 - 2.0**-10, "epsilon": 1e-7}),
-    "rmsprop": ("rmsprop", {"rho": 0.875, "epsilon": 1e-7}),
+    "adam": ("adam", {"beta_1": 0.875, "beta_2": 1 - 2.0**-10, "epsilon": 2.0**-23}),
+    "rmsprop": ("rmsprop", {"rho": 0.875, "epsilon": 2.0**-23}),
 }
 
 
