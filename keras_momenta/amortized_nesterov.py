@@ -17,13 +17,16 @@ from keras_momenta._base import (
     variable_path_name,
 )
 from keras_momenta._hash import MASK32, as_int32_bits, point_index
-from keras_momenta.output_point import OutputPointOptimizer, read
+from keras_momenta.output_point import KEEP_ALL_BUT_COUNT, OutputPointOptimizer, masked, read
 
 OPTIONS = ("I", "II")
 
 
 # AM2's table index is a 32-bit integer.
 MAX_AMORTIZATION = 2**31 - 1
+
+# The steps of the last this many restarts after a learning-rate drop are kept.
+RESTART_RECORD_LENGTH = 16
 
 
 def check_amortization(value):
@@ -68,6 +71,7 @@ class AmortizedNesterov(OutputPointOptimizer):
         self.momentum = float(momentum)
         self.amortization = int(amortization)
         self.option = option
+        self._pending_restart_factor = 0.0
 
     def restart(self):
         """Start the amortization afresh from the current point at the next step.
@@ -79,6 +83,87 @@ class AmortizedNesterov(OutputPointOptimizer):
         the optimizer's state, so it survives checkpoints.
         """
         self.restart_runs()
+
+    def restart_on_rate_drop(self, factor):
+        """Restart inside the step whenever the learning rate falls to `factor`
+        × its highest value since the last restart, or lower (None: never).
+
+        The step compares its learning rate with that reference rate, both
+        kept in optimizer variables, so nothing is read back from the device
+        between steps, a drop is acted on at the very step it takes effect
+        (also with `steps_per_execution > 1`), and checkpoints keep the
+        reference. `km.callbacks.RestartOnLearningRateDrop` sets this.
+        """
+        if factor is not None:
+            check_in_range("factor", factor, 0.0, 1.0, low_closed=False)
+        value = 0.0 if factor is None else float(factor)
+        if not self.built:
+            self._pending_restart_factor = value
+            return
+        _backend.update_replicas(
+            self,
+            lambda _, drop: drop.assign(ops.stack([constant(value, "float32"), drop[1]])),
+            self._trainable_variables[0],
+            self._rate_drop,
+        )
+
+    def restart_record(self):
+        """(restarts after rate drops so far, the steps of the last 16 of them, oldest first).
+
+        A step is the optimizer's `iterations` before the step that restarted.
+        Reads the device once.
+        """
+        if not self.built:
+            return 0, []
+        record = [int(v) for v in ops.convert_to_numpy(self._restart_record)]
+        count, slots = record[0], record[1:]
+        kept = min(count, RESTART_RECORD_LENGTH)
+        return count, [slots[i % RESTART_RECORD_LENGTH] for i in range(count - kept, count)]
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        # [factor (0: off), reference rate]; written in replica context, the
+        # same on every replica.
+        self._rate_drop = self.add_variable(
+            shape=(2,),
+            dtype="float32",
+            initializer=keras.initializers.Constant([self._pending_restart_factor, 0.0]),
+            aggregation="only_first_replica",
+            name="rate_drop",
+        )
+        # [restarts so far, the steps of the last RESTART_RECORD_LENGTH].
+        self._restart_record = self.add_variable(
+            shape=(1 + RESTART_RECORD_LENGTH,),
+            dtype=self._iterations.dtype,
+            initializer="zeros",
+            aggregation="only_first_replica",
+            name="restart_record",
+        )
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        self._restart_if_rate_dropped(learning_rate)
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+    def _restart_if_rate_dropped(self, learning_rate):
+        drop_state = read(self._rate_drop, "float32")
+        factor, reference = drop_state[0], drop_state[1]
+        rate = ops.cast(learning_rate, "float32")
+        dropped = ops.logical_and(factor > 0, rate <= factor * reference)
+        self._rate_drop.assign(
+            ops.stack([factor, ops.where(ops.logical_or(dropped, rate > reference), rate, reference)])
+        )
+        record = read(self._restart_record, self._restart_record.dtype)
+        count = record[0]
+        positions = ops.arange(1 + RESTART_RECORD_LENGTH, dtype=record.dtype)
+        slot = 1 + count % RESTART_RECORD_LENGTH
+        step = ops.cast(self._iterations, record.dtype)
+        new_record = ops.where(positions == 0, count + 1, ops.where(positions == slot, step, record))
+        self._restart_record.assign(ops.where(dropped, new_record, record))
+        for state in self._point_states:
+            value = read(state, state.dtype)
+            state.assign(ops.where(dropped, masked(value, KEEP_ALL_BUT_COUNT), value))
 
     @property
     def has_output_point(self):

@@ -92,30 +92,33 @@ class RestartOnLearningRateDrop(keras.callbacks.Callback):
 
     Averages taken across a large learning-rate reduction mix iterates of
     very different step sizes and can give a false momentum; the paper
-    (Section 6.1) restarts the method after each reduction. Before every
-    training batch this callback reads the optimizer's learning rate (a
-    schedule's value at the current step, or the value that
-    `keras.callbacks.ReduceLROnPlateau` or `LearningRateScheduler` set) and
-    calls `optimizer.restart()` when it has fallen to `factor` times the
-    highest rate since the last restart, or lower. With a smooth decay
-    (cosine, exponential) that means one restart each time the rate has
-    fallen by `factor`, not one per step.
+    (Section 6.1) restarts the method after each reduction. With this
+    callback the optimizer restarts itself, inside the training step, at
+    every step whose learning rate (a schedule's value at that step, or the
+    value that `keras.callbacks.ReduceLROnPlateau` or `LearningRateScheduler`
+    set) has fallen to `factor` times the highest rate since the last
+    restart, or lower. With a smooth decay (cosine, exponential) that means
+    one restart each time the rate has fallen by `factor`, not one per step.
 
-    The restart takes effect at the next optimizer step and is part of the
-    optimizer's saved state. With `steps_per_execution=k` callbacks run once
-    per k steps, so a schedule's drop is acted on up to k − 1 steps late.
-    Optimizers without `restart()` are left alone; `LossScaleOptimizer` is
-    seen through.
+    Nothing is read back from the device during an epoch (the test runs in
+    the step: `optimizer.restart_on_rate_drop(factor)`), so the callback
+    costs nothing on TPUs and with `steps_per_execution > 1`, where drops are
+    still acted on at the exact step. The reference rate and the restarts are
+    optimizer state and survive checkpoints. Optimizers without
+    `restart_on_rate_drop` are left alone; `LossScaleOptimizer` is seen
+    through.
 
     Args:
         factor: restart when the rate is at most `factor` × the reference
             rate; in (0, 1). The default 0.5 catches the usual step
             reductions (×0.1, ×0.2, ×0.5).
-        verbose: 1 prints a line at each restart.
+        verbose: 1 prints a line per restart at the end of each epoch.
 
     Attributes:
-        restart_steps: the optimizer steps (`iterations`) at which restarts
-            were requested.
+        restart_steps: the optimizer steps (`iterations` before the step that
+            restarted) of the restarts during this callback's `fit` calls,
+            read at the end of each epoch (of the last 16 restarts of an
+            epoch, if there were more).
 
     Example:
 
@@ -135,23 +138,35 @@ class RestartOnLearningRateDrop(keras.callbacks.Callback):
         self.factor = float(factor)
         self.verbose = verbose
         self.restart_steps = []
-        self._reference = None
+        self._restarts_seen = None
+
+    def _optimizer(self):
+        optimizer = unwrap(self.model.optimizer)
+        return optimizer if hasattr(optimizer, "restart_on_rate_drop") else None
 
     def on_train_begin(self, logs=None):
-        self._reference = None
+        optimizer = self._optimizer()
+        if optimizer is not None:
+            optimizer.restart_on_rate_drop(self.factor)
+            self._restarts_seen = optimizer.restart_record()[0]
 
-    def on_train_batch_begin(self, batch, logs=None):
-        optimizer = unwrap(self.model.optimizer)
-        if not hasattr(optimizer, "restart"):
+    def on_epoch_end(self, epoch, logs=None):
+        self._collect()
+
+    def on_train_end(self, logs=None):
+        self._collect()
+        optimizer = self._optimizer()
+        if optimizer is not None:
+            optimizer.restart_on_rate_drop(None)
+
+    def _collect(self):
+        optimizer = self._optimizer()
+        if optimizer is None:
             return
-        rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        if self._reference is None or rate > self._reference:
-            self._reference = rate
-            return
-        if rate <= self.factor * self._reference:
-            optimizer.restart()
-            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
-            self.restart_steps.append(step)
-            self._reference = rate
-            if self.verbose:
-                print(f"RestartOnLearningRateDrop: restart at step {step}, learning rate {rate:.4g}")
+        count, steps = optimizer.restart_record()
+        new = steps[len(steps) - min(count - self._restarts_seen, len(steps)):]
+        self._restarts_seen = count
+        self.restart_steps.extend(new)
+        if self.verbose:
+            for step in new:
+                print(f"RestartOnLearningRateDrop: restarted at step {step}")

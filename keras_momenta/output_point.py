@@ -72,11 +72,11 @@ def read(variable, dtype):
 
 # Multiplying a point state by these sets its update count to 0 (and the
 # hand-over flag).
-_KEEP_ALL_BUT_COUNT = (0, 1, 1)
-_KEEP_ONLY_FINGERPRINT = (0, 0, 1)
+KEEP_ALL_BUT_COUNT = (0, 1, 1)
+KEEP_ONLY_FINGERPRINT = (0, 0, 1)
 
 
-def _masked(state, mask):
+def masked(state, mask):
     state = ops.convert_to_tensor(state)
     return ops.multiply(state, ops.convert_to_tensor(mask, dtype=state.dtype))
 
@@ -173,7 +173,7 @@ class OutputPointOptimizer(MomentaOptimizer):
         )
         for state, value, changed_ in zip(states, values, changed):
             # Update count 0 and not handed over: the run restarts from the value.
-            state.assign(ops.where(changed_, _masked(value, _KEEP_ONLY_FINGERPRINT), value))
+            state.assign(ops.where(changed_, masked(value, KEEP_ONLY_FINGERPRINT), value))
 
     def _begin_update(self, variable):
         """Bookkeeping at the start of `update_step`; returns an `UpdateStart`."""
@@ -291,7 +291,7 @@ class OutputPointOptimizer(MomentaOptimizer):
         """Start every variable's run afresh from its current value at its next update."""
         if self.built:
             for variable, state in zip(self._trainable_variables, self._point_states):
-                _backend.update_replicas(self, lambda _, s: s.assign(_masked(s, _KEEP_ALL_BUT_COUNT)), variable, state)
+                _backend.update_replicas(self, lambda _, s: s.assign(masked(s, KEEP_ALL_BUT_COUNT)), variable, state)
 
     def _update_variable_state(self, variable, fn):
         index = self._get_variable_index(variable)

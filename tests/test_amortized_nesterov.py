@@ -444,6 +444,65 @@ def test_callback_restarts_at_step_schedule_drops(make, reference):
         np.testing.assert_allclose(a, b, rtol=1e-10)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_callback_restarts_at_the_exact_step_with_several_steps_per_execution(jit_compile):
+    # Callbacks run once per 3 steps here; the restart is decided in the step.
+    keras.config.set_floatx("float64")
+    x, y = _data()
+    schedule, lr_at = _schedule()
+    model = _model(lambda: km.AM2SGD(schedule, BETA, amortization=3, seed=4))
+    model.compile(
+        optimizer=model.optimizer, loss="mse", steps_per_execution=3, jit_compile=jit_compile
+    )
+    initial = model.get_weights()
+    callback = km.callbacks.RestartOnLearningRateDrop()
+    model.fit(x, y, batch_size=16, epochs=5, shuffle=False, verbose=0, callbacks=[callback])
+    assert callback.restart_steps == [7, 14]
+    expected = _fit_reference(AM2Reference(BETA, 3, "II", 4), initial, x, y, 5, lr_at, {7, 14})
+    for a, b in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_callback_reads_nothing_between_the_steps_of_an_epoch():
+    callback = km.callbacks.RestartOnLearningRateDrop
+    for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"):
+        assert getattr(callback, hook) is getattr(keras.callbacks.Callback, hook), hook
+
+
+def test_reference_rate_survives_a_checkpoint(tmp_path):
+    # Under a smooth decay the restart comes when the rate has halved since
+    # the last one; a reference rate lost on reloading would move it later.
+    keras.config.set_floatx("float64")
+    x, y = _data()
+    decay = keras.optimizers.schedules.ExponentialDecay(2.0**-4, decay_steps=1, decay_rate=0.9)
+    path = str(tmp_path / "mid_run.keras")
+
+    def fit(model, epochs, *extra):
+        callback = km.callbacks.RestartOnLearningRateDrop()
+        model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0, callbacks=[callback, *extra])
+        return callback.restart_steps
+
+    class SaveAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                self.model.save(path)
+
+    model = _model(lambda: km.AM1SGD(decay, BETA, amortization=3, option="II"))
+    assert fit(model, 4, SaveAfterFirstEpoch()) == [7, 14]
+    restored = keras.models.load_model(path)
+    assert fit(restored, 3) == [7, 14]
+    for a, b in zip(restored.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert restored.optimizer.restart_record() == (2, [7, 14])
+
+
+def test_restart_on_rate_drop_checks_its_factor():
+    optimizer = km.AM1SGD(0.1, BETA, amortization=3)
+    for factor in (0, 1, -0.5, "0.5"):
+        with pytest.raises(ValueError, match="`factor`"):
+            optimizer.restart_on_rate_drop(factor)
+
+
 def test_callback_follows_reduce_lr_on_plateau_and_schedulers():
     x, y = _data()
     # The plateau callback reduces by 0.7 at the end of every epoch from the
@@ -540,7 +599,8 @@ def test_state_memory(cls, option, m, copies):
     optimizer.build(variables)
     size = sum(int(np.prod(s)) for s in SHAPES)
     state = sum(int(np.prod(v.shape)) for v in optimizer.variables if v.dtype.startswith("float"))
-    assert state == copies * size + 1  # + the learning rate
+    # + the learning rate, the restart factor and the reference rate
+    assert state == copies * size + 3
 
 
 def test_point_table_larger_than_memory_is_refused_naming_the_argument():

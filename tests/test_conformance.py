@@ -241,7 +241,8 @@ COUNTER_DTYPE = "int32"
 
 def _slots(optimizer):
     """Per-variable state: everything but the step counter, the learning rate,
-    integer scalars (seeds, steps) and output-point bookkeeping."""
+    integer scalars (seeds, steps), output-point bookkeeping and AM-SGD's
+    restart-after-rate-drop bookkeeping."""
     shared, wrapped = [], optimizer
     while wrapped is not None:  # a wrapper's inner optimizers have their own
         shared += [wrapped.iterations, getattr(wrapped, "_learning_rate", None)]
@@ -250,7 +251,7 @@ def _slots(optimizer):
         v for v in optimizer.variables
         if not any(v is s for s in shared)
         and not (v.shape == () and "int" in v.dtype)
-        and not v.path.endswith("point_state")  # an output-point optimizer's bookkeeping
+        and not v.path.endswith(("point_state", "rate_drop", "restart_record"))
     ]
 
 
