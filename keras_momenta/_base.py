@@ -209,6 +209,14 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
         """The values of this optimizer's answer: here the variables' own values."""
         return [ops.convert_to_tensor(v) for v in var_list]
 
+    # Custom loops call these around evaluation and saving for every optimizer
+    # of the package; output-point optimizers override them.
+    def load_evaluation_weights(self, var_list):
+        """Put the answer into the model variables: here they hold it already."""
+
+    def restore_training_weights(self, var_list):
+        """Put the training point back into the model variables: here it never left."""
+
 
 def _layout_with_leading_axes(reference_variable, leading_axes):
     """The layout of `reference_variable` with `leading_axes` replicated axes in front."""
