@@ -9,6 +9,7 @@ cheap as its traffic allows, relative to Adam").
 
     python benchmarks/update_cost.py                    # all tables
     python benchmarks/update_cost.py --sizes 1 4 --no-training --repeats 20
+    KERAS_BACKEND=jax python benchmarks/update_cost.py --out benchmarks/results/jax
 
 Timings interleave the optimizers round by round (so drifts in machine speed
 hit all of them alike) and report medians.
@@ -117,17 +118,42 @@ def state_copies(optimizer):
 
 
 def _compiled_step(optimizer, grads, variables, jit_compile):
-    def step():
-        optimizer.apply(grads, variables)
+    """A function that makes one compiled optimizer step and waits for it."""
+    if keras.backend.backend() == "jax":
+        return _jax_step(optimizer, grads, variables)
 
-    return tf.function(step, jit_compile=jit_compile)
+    step = tf.function(lambda: optimizer.apply(grads, variables), jit_compile=jit_compile)
+
+    def run():
+        step()
+        optimizer.iterations.numpy()  # waits for the step to finish
+
+    return run
+
+
+def _jax_step(optimizer, grads, variables):
+    """`stateless_apply` under `jax.jit` with the state donated, as Keras's JAX
+    trainer does (so that XLA may update it in place)."""
+    import jax
+
+    state = [[v.value for v in variables], [v.value for v in optimizer.variables]]
+    apply = jax.jit(
+        lambda trainable, optimizer_state, g: optimizer.stateless_apply(optimizer_state, g, trainable),
+        donate_argnums=(0, 1),
+    )
+
+    def run():
+        state[:] = apply(state[0], state[1], grads)
+        jax.block_until_ready(state)
+
+    return run
 
 
 def time_updates(entries, total, repeats, jit_compile, seed=0):
     """Median seconds per `optimizer.apply` for each entry, interleaved."""
     rng = np.random.default_rng(seed)
     shapes = realistic_shapes(total)
-    grads = [tf.constant(rng.normal(size=s).astype(np.float32)) for s in shapes]
+    grads = [keras.ops.convert_to_tensor(rng.normal(size=s).astype(np.float32)) for s in shapes]
     runs = {}
     for entry in entries:
         variables = [keras.Variable(np.zeros(s, np.float32)) for s in shapes]
@@ -135,16 +161,14 @@ def time_updates(entries, total, repeats, jit_compile, seed=0):
         optimizer.build(variables)
 
         runs[entry.name] = (_compiled_step(optimizer, grads, variables, jit_compile), optimizer)
-    for fn, optimizer in runs.values():  # compile and warm up
+    for fn, _ in runs.values():  # compile and warm up
         for _ in range(3):
             fn()
-        optimizer.iterations.numpy()
     samples = {name: [] for name in runs}
     for _ in range(repeats):
-        for name, (fn, optimizer) in runs.items():
+        for name, (fn, _) in runs.items():
             start = time.perf_counter()
             fn()
-            optimizer.iterations.numpy()  # waits for the step to finish
             samples[name].append(time.perf_counter() - start)
     state = {name: state_copies(optimizer) / total for name, (_, optimizer) in runs.items()}
     return {name: float(np.median(s)) for name, s in samples.items()}, state
@@ -290,8 +314,8 @@ def training_throughput(entries, build_model, steps, batch_size=128, rounds=5):
     counts.
     """
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32))
-    y = tf.constant(rng.integers(0, 10, size=(batch_size,)))
+    x = rng.normal(size=(batch_size, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, size=(batch_size,))
     models = {}
     for entry in entries:
         keras.utils.set_random_seed(0)
@@ -326,10 +350,17 @@ def throughput_table(results_by_model):
 
 
 def machine():
+    if keras.backend.backend() == "jax":
+        import jax
+
+        framework = f"JAX {jax.__version__}"
+        devices = [d.platform.upper() for d in jax.devices()]
+    else:
+        framework = f"TensorFlow {tf.__version__}"
+        devices = [d.device_type for d in tf.config.list_physical_devices()]
     return (
         f"{platform.processor() or platform.machine()}, {keras.backend.backend()} "
-        f"backend, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-        f"devices: {', '.join(d.device_type for d in tf.config.list_physical_devices())}"
+        f"backend, {framework}, Keras {keras.__version__}, devices: {', '.join(devices)}"
     )
 
 
@@ -356,10 +387,11 @@ def main(argv=None):
     sections = [f"Machine: {machine()}\n"]
     xla_table, timings, states = update_table(entries, args.sizes, args.repeats, True, int(args.max_interleaved * 1e6))
     sections += ["## Update cost, XLA\n", xla_table, "## Scaling (XLA)\n", scaling_table(timings)]
-    plain_table, _, _ = update_table(
-        entries, args.sizes, args.repeats, False, int(args.max_interleaved * 1e6)
-    )
-    sections += ["## Update cost, no XLA\n", plain_table]
+    if keras.backend.backend() == "tensorflow":  # JAX always compiles with XLA
+        plain_table, _, _ = update_table(
+            entries, args.sizes, args.repeats, False, int(args.max_interleaved * 1e6)
+        )
+        sections += ["## Update cost, no XLA\n", plain_table]
     sections += ["## Optimizer state\n", memory_table(entries, states)]
     if not args.no_training:
         results = {

@@ -76,3 +76,22 @@ def test_training_throughput_times_every_entry():
     assert set(rates) == {"keras Adam", "IGT(SGD)"} and all(r > 0 for r in rates.values())
     table = update_cost.throughput_table({"MLP": rates})
     assert "| MLP | keras Adam |" in table and "| 1.00 |" in table
+
+
+def test_tables_on_jax(tmp_path):
+    import os
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    completed = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "update_cost.py"), "--sizes", "0.01",
+         "--repeats", "2", "--no-training", "--out", str(tmp_path)],
+        cwd=root, env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    text = (tmp_path / "update_cost.md").read_text()
+    assert "jax backend, JAX" in text
+    for entry in update_cost.ENTRIES:
+        assert f"| 0.01M | {entry.name} |" in text
+    assert "no XLA" not in text  # JAX always compiles
