@@ -13,6 +13,11 @@ NumPy references as `tests/test_conformance.py`, through `keras.ops` only:
 * reference: 40 eager `apply` steps on every shape against the paper's
   reference (float64 at rtol 1e-10; with `--dtype float32`, the precision
   JAX runs in by default, to 1e-5 of the trajectory's scale);
+* shared_arguments: the same with each argument all Keras optimizers take
+  (clipping, loss scaling, gradient accumulation, EMA) against a NumPy
+  model of Keras's semantics;
+* no_gradient: a trainable weight without a gradient keeps its value
+  through two `fit` calls and is its own answer;
 * fit: `model.fit` (compiled by the backend) against the reference;
 * resume: a `.keras` file saved mid-`fit`, reloaded and trained on, follows
   the uninterrupted run exactly;
@@ -42,12 +47,11 @@ def _record(case, check, status, detail=""):
     return {"case": case.id, "check": check, "status": status, "detail": detail}
 
 
-def _trajectory(case, params, stream, statistics):
+def _trajectory(optimizer, params, stream, statistics):
     import keras
     from keras import ops
 
     variables = [keras.Variable(p, dtype=DTYPE) for p in params]
-    optimizer = case.make()
     optimizer.build(variables)
     trajectory = []
     for t, grads in enumerate(stream):
@@ -58,10 +62,22 @@ def _trajectory(case, params, stream, statistics):
             )
         optimizer.apply([ops.convert_to_tensor(g, DTYPE) for g in grads], variables)
         trajectory.append([np.asarray(ops.convert_to_numpy(v), np.float64) for v in variables])
-    return trajectory
+    return trajectory, variables
 
 
-def check_reference(case):
+def _assert_close(actual, expected, scale, label):
+    rtol, atol = (RTOL[DTYPE], 1e-14 * scale) if DTYPE == "float64" else (0, RTOL[DTYPE] * scale)
+    for t, (a_step, e_step) in enumerate(zip(actual, expected)):
+        for a, e in zip(a_step, e_step):
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"{label}step {t + 1}")
+
+
+def _compare_with_reference(case, steps, make_kwargs=None, semantics_kwargs=None, label=""):
+    """`steps` eager `apply` steps on every shape against the paper's reference
+    under Keras's semantics (and, with `use_ema`, the averages `finalize`
+    puts into the variables)."""
+    from keras import ops
+
     from tests.harness import KerasSemantics, SHAPES, gradient_stream, initial_params
 
     shapes = list(SHAPES.values())
@@ -70,21 +86,71 @@ def check_reference(case):
         return [np.asarray(a, DTYPE).astype(np.float64) for a in arrays]
 
     params = rounded(initial_params(shapes))
-    stream = [rounded(grads) for grads in gradient_stream(shapes, 40)]
+    stream = [rounded(grads) for grads in gradient_stream(shapes, steps)]
     statistics = None
     if case.statistics:
         statistics = [(rounded(sums), size) for sums, size in case.statistics(stream)]
-    actual = _trajectory(case, params, stream, statistics)
-    semantics = KerasSemantics(case.make_reference(), case.learning_rate)
+    optimizer = case.make(**(make_kwargs or {}))
+    actual, variables = _trajectory(optimizer, params, stream, statistics)
+    semantics = KerasSemantics(case.make_reference(), case.learning_rate, **(semantics_kwargs or {}))
     expected, current = [], params
     for t, grads in enumerate(stream):
         current = semantics.step(current, grads, statistics and statistics[t])
         expected.append(current)
     scale = max(float(np.max(np.abs(e))) for step in expected for e in step)
-    rtol, atol = (RTOL[DTYPE], 1e-14 * scale) if DTYPE == "float64" else (0, RTOL[DTYPE] * scale)
-    for t, (a_step, e_step) in enumerate(zip(actual, expected)):
-        for a, e in zip(a_step, e_step):
-            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"step {t + 1}")
+    _assert_close(actual, expected, scale, label)
+    if semantics.ema is not None:
+        optimizer.finalize_variable_values(variables)
+        averages = [[np.asarray(ops.convert_to_numpy(v), np.float64) for v in variables]]
+        _assert_close(averages, [semantics.ema], scale, f"{label}EMA after finalize, ")
+
+
+def check_reference(case):
+    _compare_with_reference(case, 40)
+
+
+def check_shared_arguments(case):
+    """Clipping, loss scaling, gradient accumulation and EMA, against a NumPy
+    model of Keras's semantics (each backend runs them through its own code)."""
+    from tests.harness import SHARED_ARGUMENTS
+
+    for argument, (make_kwargs, semantics_kwargs) in SHARED_ARGUMENTS.items():
+        if argument in case.unsupported:
+            try:
+                case.make(**make_kwargs)
+            except ValueError:
+                continue
+            raise AssertionError(f"{argument}: accepted, but the case says it is refused")
+        _compare_with_reference(case, 21, make_kwargs, semantics_kwargs, label=f"{argument}: ")
+
+
+def check_no_gradient(case):
+    """A trainable weight that gets no gradient keeps its value through `fit`
+    and is its own answer, also in a second `fit`."""
+    import keras
+    from keras import ops
+
+    from tests.harness import least_squares_data
+
+    class UnusedWeight(keras.layers.Layer):
+        def build(self, input_shape):
+            self.unused = self.add_weight(shape=(2,), initializer="ones", name="unused")
+
+        def call(self, inputs):
+            return inputs
+
+    keras.config.set_floatx(DTYPE)
+    x, y = least_squares_data()
+    model = keras.Sequential([keras.Input((3,)), UnusedWeight(), keras.layers.Dense(1)])
+    if case.wrap_model:
+        model = case.wrap_model(model)
+    model.compile(optimizer=case.make(), loss="mse")
+    for _ in range(2):
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        unused = next(w for w in model.trainable_variables if "unused" in w.path)
+        answer = model.optimizer.evaluation_weights([unused])[0]
+        np.testing.assert_array_equal(ops.convert_to_numpy(unused), [1.0, 1.0])
+        np.testing.assert_array_equal(ops.convert_to_numpy(answer), [1.0, 1.0])
 
 
 def check_fit(case):
@@ -166,6 +232,8 @@ def check_data_parallel(case):
 
 CHECKS = {
     "reference": check_reference,
+    "shared_arguments": check_shared_arguments,
+    "no_gradient": check_no_gradient,
     "fit": check_fit,
     "resume": check_resume,
     "data_parallel": check_data_parallel,

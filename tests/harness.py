@@ -15,6 +15,24 @@ and they add up over accumulated micro-steps (B is then the examples of all).
 import numpy as np
 
 
+# Each Keras optimizer argument shared by all optimizers: (optimizer kwargs,
+# `KerasSemantics` kwargs) of a value that changes the trajectory.
+SHARED_ARGUMENTS = {
+    "clipnorm": ({"clipnorm": 1.0}, {"clipnorm": 1.0}),
+    "clipvalue": ({"clipvalue": 0.5}, {"clipvalue": 0.5}),
+    "global_clipnorm": ({"global_clipnorm": 1.0}, {"global_clipnorm": 1.0}),
+    "loss_scale_factor": ({"loss_scale_factor": 128.0}, {"loss_scale_factor": 128.0}),
+    "gradient_accumulation_steps": (
+        {"gradient_accumulation_steps": 3},
+        {"gradient_accumulation_steps": 3},
+    ),
+    "use_ema": (
+        {"use_ema": True, "ema_momentum": 0.9},
+        {"use_ema": True, "ema_momentum": 0.9},
+    ),
+}
+
+
 class KerasSemantics:
     def __init__(
         self,

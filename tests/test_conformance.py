@@ -12,6 +12,7 @@ import keras_momenta as km
 from keras_momenta.output_point import OutputPointOptimizer
 from tests.harness import (
     SHAPES,
+    SHARED_ARGUMENTS,
     KerasSemantics,
     case_model,
     gradient_stream,
@@ -303,20 +304,6 @@ def _step_decay():
     return schedule, lambda step: values[sum(step > b for b in boundaries)]
 
 
-SHARED_ARGUMENTS = {
-    "clipnorm": ({"clipnorm": 1.0}, {"clipnorm": 1.0}),
-    "clipvalue": ({"clipvalue": 0.5}, {"clipvalue": 0.5}),
-    "global_clipnorm": ({"global_clipnorm": 1.0}, {"global_clipnorm": 1.0}),
-    "loss_scale_factor": ({"loss_scale_factor": 128.0}, {"loss_scale_factor": 128.0}),
-    "gradient_accumulation_steps": (
-        {"gradient_accumulation_steps": 3},
-        {"gradient_accumulation_steps": 3},
-    ),
-    "use_ema": (
-        {"use_ema": True, "ema_momentum": 0.9},
-        {"use_ema": True, "ema_momentum": 0.9},
-    ),
-}
 
 
 @case_param
