@@ -1,7 +1,17 @@
 """The examples run as documented."""
 
+import json
+import os
 import pathlib
 import runpy
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tests.test_multiworker import _free_ports
 
 
 def test_expectigrad_quickstart(capsys):
@@ -14,17 +24,6 @@ def test_expectigrad_quickstart(capsys):
 
 
 # ------------------------------------------- examples/train_image_classifier.py
-
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from tests.test_multiworker import _free_ports  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CLASSIFIER = str(ROOT / "examples" / "train_image_classifier.py")
