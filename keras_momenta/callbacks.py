@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_momenta._base import check_in_range
 from keras_momenta.output_point import OutputPointOptimizer, unwrap
 
 
@@ -133,8 +134,7 @@ class RestartOnLearningRateDrop(keras.callbacks.Callback):
 
     def __init__(self, factor=0.5, verbose=0):
         super().__init__()
-        if not (isinstance(factor, (int, float)) and 0 < factor < 1):
-            raise ValueError(f"`factor` must be in (0, 1); got {factor!r}.")
+        check_in_range("factor", factor, 0.0, 1.0, low_closed=False)
         self.factor = float(factor)
         self.verbose = verbose
         self.restart_steps = []
@@ -164,7 +164,8 @@ class RestartOnLearningRateDrop(keras.callbacks.Callback):
         if optimizer is None:
             return
         count, steps = optimizer.restart_record()
-        new = steps[len(steps) - min(count - self._restarts_seen, len(steps)):]
+        unseen = count - self._restarts_seen
+        new = steps[-unseen:] if unseen else []
         self._restarts_seen = count
         self.restart_steps.extend(new)
         if self.verbose:
