@@ -184,6 +184,12 @@ class AmortizedNesterov(OutputPointOptimizer):
         return config
 
 
+def _never(start):
+    """A boolean tensor that is false at run time but not known to be false
+    to a compiler (a variable's update count is at least 1)."""
+    return ops.less(start.step, 0)
+
+
 def _dense(gradient, like, dtype):
     """The gradient as a dense `dtype` tensor: every row moves once momentum
     is added, so row-sparse gradients gain nothing."""
@@ -308,8 +314,10 @@ class AM1SGD(AmortizedNesterov):
             x0 = self._training_point(start, point, dtype)
             x = self._iterate(start, gradient, x0, learning_rate)
             previous = ops.where(fresh, x0, self._average(start, point, dtype))
-            self.assign(variable, ops.cast(nesterov_point(x, previous, beta), variable.dtype))
-            self.assign(average, x)
+            new_point = nesterov_point(x, previous, beta)
+            self.assign(variable, ops.cast(new_point, variable.dtype))
+            # x̃ is written after it is read (see `AM2SGD.update_step` under XLA).
+            self.assign(average, computed_after(x, new_point, _never(start)))
             return
         offset = self._offsets[start.index]
         position = ops.mod(start.step, m)
@@ -387,6 +395,35 @@ def table_point(new, old, following, beta):
 def table_mean(mean, new, old, amortization):
     """φ̄ after entry j of a table of m points changed from `old` to `new`."""
     return mean + ops.divide(new - old, amortization)
+
+
+def table_row(table, index):
+    """Row `index` of a table tensor."""
+    return ops.take(table, index, axis=0)
+
+
+def with_row(table, index, row):
+    """The table tensor with row `index` set to `row`."""
+    start = (index,) + (ops.zeros((), index.dtype),) * len(row.shape)
+    return ops.slice_update(table, start, ops.cast(row, table.dtype)[None])
+
+
+def restarted_table(table, start_point, restart):
+    """Every row of the table set to `start_point` if `restart`, else the table.
+
+    A loop of m row writes or none, which XLA does in place; a select over
+    the whole table would read and write all of it at every step.
+    """
+    rows = ops.shape(table)[0]
+    trips = ops.cast(ops.where(restart, rows, 0), "int32")
+    return ops.fori_loop(0, trips, lambda i, values: with_row(values, i, start_point), table)
+
+
+def computed_after(value, earlier, never):
+    """`value`, bit for bit, computed from `earlier` too (`never`: a boolean
+    tensor false at run time that the compiler cannot evaluate). Orders XLA's
+    instructions, at the cost of reading `earlier` once more."""
+    return ops.where(never, ops.cast(earlier, value.dtype), value)
 
 
 def _table_bytes(amortization, var_list):
@@ -552,38 +589,64 @@ class AM2SGD(AmortizedNesterov):
     def update_step(self, gradient, variable, learning_rate):
         dtype = state_dtype(variable.dtype)
         start = self._begin_update(variable)
-        beta = constant(self.momentum, dtype)
-        m = self.amortization
-        table = self._tables[start.index]
-        mean = self._means[start.index]
+        table, mean = self._tables[start.index], self._means[start.index]
         j = self.point_index(self.iterations)
         j_next = self.point_index(self.iterations + 1)
         point = read(variable, dtype)
+        x0 = self._training_point(start, point, dtype)
+
+        def step(old, following, previous):
+            """(φ_{jₖ}(new), the model's new point, the new mean or None) from
+            φ_{jₖ}(old), φ_{jₖ₊₁} before the table is written, and φ̄."""
+            new = self._iterate(start, gradient, x0, learning_rate)
+            # φ_{jₖ₊₁} is taken from the updated table: the new entry if jₖ₊₁ = jₖ.
+            following = ops.where(ops.equal(j_next, j), new, following)
+            new_point = table_point(new, old, following, constant(self.momentum, dtype))
+            if mean is None:
+                return new, new_point, None
+            return new, new_point, table_mean(previous, new, old, constant(self.amortization, dtype))
+
+        if _backend.compiling_with_xla():
+            # One pass, no branch (XLA would turn branches into selects over
+            # the whole table). XLA writes a buffer in place only when every
+            # read of its old value is ordered before the write, and it
+            # orders instructions only by what they compute from: so the row
+            # write is computed from the new point, which reads both rows
+            # and is computed from the new mean, which reads the model's
+            # point before it is written. Otherwise XLA copies the table.
+            values = restarted_table(ops.convert_to_tensor(table), x0, start.fresh)
+            previous = (
+                None if mean is None
+                else ops.where(start.fresh, x0, self._stored_answer(start, point, dtype))
+            )
+            new, new_point, new_mean = step(table_row(values, j), table_row(values, j_next), previous)
+            never = _never(start)
+            if mean is not None:
+                self.assign(mean, new_mean)
+                new_point = computed_after(new_point, new_mean, never)
+            self.assign(variable, ops.cast(new_point, variable.dtype))
+            self.assign(table, with_row(values, j, computed_after(new, new_point, never)))
+            return
 
         def writes(first):
             # `first`: this step starts the run, every table entry at x₀.
-            x0 = self._training_point(start, point, dtype)
-            new = self._iterate(start, gradient, x0, learning_rate)
             if first:
-                old = following = x0
-                rows = ops.reshape(ops.arange(m, dtype="int32"), (m,) + (1,) * len(x0.shape))
+                new, new_point, new_mean = step(x0, x0, x0)
+                rows = ops.reshape(
+                    ops.arange(self.amortization, dtype="int32"), (-1,) + (1,) * len(x0.shape)
+                )
                 table_write = ops.where(ops.equal(rows, j), new[None], x0[None])
             else:
-                old = _backend.read_row(table, j)
-                following = _backend.read_row(table, j_next)
+                previous = None if mean is None else self._stored_answer(start, point, dtype)
+                new, new_point, new_mean = step(
+                    _backend.read_row(table, j), _backend.read_row(table, j_next), previous
+                )
                 table_write = _backend.RowWrite(j, new)
-            # φ_{jₖ₊₁} is taken from the updated table: the new entry if jₖ₊₁ = jₖ.
-            following = ops.where(ops.equal(j_next, j), new, following)
-            pairs = [
-                (table, table_write),
-                (variable, ops.cast(table_point(new, old, following, beta), variable.dtype)),
-            ]
-            if mean is not None:
-                previous = x0 if first else self._stored_answer(start, point, dtype)
-                pairs.append((mean, table_mean(previous, new, old, constant(m, dtype))))
-            return pairs
+            pairs = [(table, table_write), (variable, ops.cast(new_point, variable.dtype))]
+            return pairs + ([] if mean is None else [(mean, new_mean)])
 
-        # Separate branches, so that a regular step reads only what it uses.
+        # Without XLA, separate branches, so that a regular step reads only
+        # the two rows it uses and writes one.
         _backend.conditional_writes(
             self, start.fresh, lambda: writes(True), lambda: writes(False)
         )

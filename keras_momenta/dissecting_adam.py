@@ -256,6 +256,11 @@ class _VarianceAdapted(MomentaOptimizer):
                 # step was skipped (or statistics were added twice). Drop them.
                 unused = ops.equal(ops.convert_to_tensor(stamp), ops.convert_to_tensor(micro_step))
                 total_value, count_value = ops.convert_to_tensor(total), ops.convert_to_tensor(count)
+                # A count of 0 marks the sum as used by an update (which
+                # leaves the sum itself alone: one pass fewer over memory).
+                total_value = ops.where(
+                    ops.equal(count_value, 0), ops.zeros_like(total_value), total_value
+                )
                 if accumulating:
                     last_sum, last_count = last
                     dropped_sum, dropped_count = map(ops.convert_to_tensor, last)
@@ -349,8 +354,7 @@ class _VarianceAdapted(MomentaOptimizer):
         new_momentum = summed_momentum(momentum, gradient, mu)
         self.assign(variance, new_variance)
         self.assign(momentum, new_momentum)
-        self.assign(square_sum, ops.zeros(square_sum.shape, square_sum.dtype))
-        self.assign(count, ops.zeros(count.shape, count.dtype))
+        self.assign(count, ops.zeros(count.shape, count.dtype))  # the sum is used
         return new_momentum, new_variance
 
     def get_config(self):

@@ -21,6 +21,9 @@ NumPy references as `tests/test_conformance.py`, through `keras.ops` only:
 * fit: `model.fit` (compiled by the backend) against the reference;
 * resume: a `.keras` file saved mid-`fit`, reloaded and trained on, follows
   the uninterrupted run exactly;
+* in_place (JAX): the update that `jax.jit` compiles (`stateless_apply`
+  with the state donated, as Keras's JAX trainer runs it) copies no
+  parameter-sized buffer;
 * data_parallel (JAX, with two host devices): `fit` under
   `keras.distribution.DataParallel` equals single-device training with the
   same global batch.
@@ -230,6 +233,35 @@ def check_data_parallel(case):
         np.testing.assert_allclose(actual, wanted, rtol=tolerance, atol=tolerance)
 
 
+def check_in_place(case):
+    import jax
+    import keras
+    from keras import ops
+
+    from tests.harness import IN_PLACE_SHAPE, gradient_stream, initial_params, large_copies
+
+    shapes = [IN_PLACE_SHAPE, (3,)]
+    variables = [keras.Variable(p, dtype=DTYPE) for p in initial_params(shapes)]
+    optimizer = case.make()
+    optimizer.build(variables)
+    stream = gradient_stream(shapes, 1)
+    if case.statistics:
+        square_sums, batch_size = case.statistics(stream)[0]
+        optimizer.add_minibatch_statistics(
+            [ops.convert_to_tensor(s, DTYPE) for s in square_sums], batch_size, variables
+        )
+    grads = [ops.convert_to_tensor(g, DTYPE) for g in stream[0]]
+    step = jax.jit(
+        lambda values, state, grads: optimizer.stateless_apply(state, grads, values),
+        donate_argnums=(0, 1),
+    )
+    compiled = step.lower(
+        [v.value for v in variables], [v.value for v in optimizer.variables], grads
+    ).compile()
+    copies = large_copies(compiled.as_text())
+    assert copies == [], f"copies of shapes {copies} in the compiled update"
+
+
 CHECKS = {
     "reference": check_reference,
     "shared_arguments": check_shared_arguments,
@@ -237,6 +269,7 @@ CHECKS = {
     "fit": check_fit,
     "resume": check_resume,
     "data_parallel": check_data_parallel,
+    "in_place": check_in_place,
 }
 
 

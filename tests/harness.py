@@ -12,6 +12,8 @@ unscaled per-example losses, so loss scaling and clipping leave them alone,
 and they add up over accumulated micro-steps (B is then the examples of all).
 """
 
+import re
+
 import numpy as np
 
 
@@ -141,6 +143,26 @@ class KerasSemantics:
 
 
 SHAPES = {"scalar": (), "vector": (7,), "matrix": (4, 5), "kernel4d": (3, 3, 2, 4)}
+
+
+# A variable larger than any of an optimizer's scalar state, for checking that
+# a compiled step updates its state in place.
+IN_PLACE_SHAPE = (64, 65)
+
+
+def large_copies(hlo_text, elements=int(np.prod(IN_PLACE_SHAPE))):
+    """The shapes of the copies of `elements` or more elements that an optimized
+    XLA module makes every time it runs (in its entry computation; a loop body,
+    such as AM2-SGD's table fill at a run's first step, runs only when needed).
+
+    XLA writes a buffer in place unless something still needs its old value;
+    otherwise it copies it first, which for optimizer state costs two extra
+    passes over the memory (ten for a point table of five rows).
+    """
+    entry = hlo_text[hlo_text.index("\nENTRY"):]
+    shapes = re.findall(r"= \w+\[([\d,]*)\]\S* copy\(", entry)
+    dims = [[int(d) for d in shape.split(",") if d] for shape in shapes]
+    return [tuple(d) for d in dims if int(np.prod(d)) >= elements]
 
 
 def gradient_stream(shapes, steps, seed=0):

@@ -32,7 +32,7 @@ MODEL_CHECKS = ("no_gradient", "fit", "resume")
 # runs in float32.
 CONFIGURATIONS = {
     "jax-float64": (JAX_X64, "float64", ("reference", *MODEL_CHECKS, "data_parallel")),
-    "jax-float32": (JAX, "float32", ("reference", *MODEL_CHECKS, "data_parallel")),
+    "jax-float32": (JAX, "float32", ("reference", *MODEL_CHECKS, "data_parallel", "in_place")),
     # Keras's clipping, loss scaling, accumulation and EMA run op by op in
     # JAX's eager mode, about 40 s a case: one case of each family, in CI.
     "jax-float64-shared_arguments": (JAX_X64, "float64", ("shared_arguments",)),

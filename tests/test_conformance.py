@@ -11,12 +11,14 @@ import tensorflow as tf
 import keras_momenta as km
 from keras_momenta.output_point import OutputPointOptimizer
 from tests.harness import (
+    IN_PLACE_SHAPE,
     SHAPES,
     SHARED_ARGUMENTS,
     KerasSemantics,
     case_model,
     gradient_stream,
     initial_params,
+    large_copies,
     least_squares_data,
     least_squares_gradients,
     least_squares_reference,
@@ -154,6 +156,24 @@ def test_eager_function_and_xla_agree(case):
     scale = max(float(np.max(np.abs(e))) for step in runs["eager"] for e in step)
     assert_trajectories_close(runs["function"], runs["eager"], rtol=1e-12, atol=1e-14 * scale)
     assert_trajectories_close(runs["xla"], runs["eager"], rtol=1e-12, atol=1e-14 * scale)
+
+
+@case_param
+def test_xla_updates_the_state_in_place(case):
+    """The XLA-compiled update copies no parameter-sized buffer: every state
+    tensor, AM2-SGD's point table too, is written where it lies."""
+    shapes = [IN_PLACE_SHAPE, (3,)]
+    optimizer = case.make()
+    variables = make_variables(initial_params(shapes), "float32")
+    optimizer.build(variables)
+    stream = gradient_stream(shapes, 1)
+    statistics = statistics_tensors(
+        (case_statistics(case, stream, "float32") or [None])[0], "float32"
+    ) or (None,)
+    grads = [tf.constant(g, dtype="float32") for g in stream[0]]
+    step = step_function(optimizer, variables, "xla")
+    hlo = step.experimental_get_compiler_ir(grads, *statistics)(stage="optimized_hlo")
+    assert large_copies(hlo) == []
 
 
 # ------------------------------------------------ 3. model.fit

@@ -267,8 +267,9 @@ def test_minibatch_estimate_equals_numpy_per_example_computation(jit_compile):
         np.testing.assert_allclose(
             optimizer._variances[i].numpy(), s_hat, rtol=1e-10, atol=1e-14 * mean_square.max()
         )
-        # Handed over and consumed by the update.
-        assert optimizer._square_sums[i].numpy().max() == 0.0
+        # Handed over and consumed by the update (a count of 0 marks it used).
+        assert optimizer._square_sums[i].numpy().max() > 0.0
+        assert optimizer._example_counts[i].numpy() == 0.0
         s_bar = optimizer._variances[i].numpy()
         step = LEARNING_RATE * g**2 / (g**2 + s_bar) * g
         np.testing.assert_allclose(model.get_weights()[i], weights[i] - step, rtol=1e-13)
