@@ -296,11 +296,13 @@ class AM1SGD(AmortizedNesterov):
             var_list, self._averages if self.option == "II" else [None] * len(var_list)
         )
 
-    def _average(self, start, point, dtype):
-        """x̃ (while option II's answer is in the model, `point` holds it)."""
+    def _start_and_average(self, start, point, dtype):
+        """(x₀, x̃): where the step continues from and the block's average
+        (while option II's answer is in the model, `point` holds x̃)."""
+        x0, answer = self._training_point_and_answer(start, point, dtype)
         if self.option == "II":
-            return self._stored_answer(start, point, dtype)
-        return read(self._averages[start.index], dtype)
+            return x0, answer
+        return x0, read(self._averages[start.index], dtype)
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = state_dtype(variable.dtype)
@@ -311,10 +313,9 @@ class AM1SGD(AmortizedNesterov):
         fresh = start.fresh  # this step starts the run: x̃ ← x₀, empty block
         point = read(variable, dtype)
         if m == 1:  # every step ends a block of one: x̃⁺ = x
-            x0 = self._training_point(start, point, dtype)
+            x0, current = self._start_and_average(start, point, dtype)
             x = self._iterate(start, gradient, x0, learning_rate)
-            previous = ops.where(fresh, x0, self._average(start, point, dtype))
-            new_point = nesterov_point(x, previous, beta)
+            new_point = nesterov_point(x, ops.where(fresh, x0, current), beta)
             self.assign(variable, ops.cast(new_point, variable.dtype))
             # x̃ is written after it is read (see `AM2SGD.update_step` under XLA).
             self.assign(average, computed_after(x, new_point, _never(start)))
@@ -326,9 +327,8 @@ class AM1SGD(AmortizedNesterov):
         def any_step():
             # Each tensor is read only before its own write or after the write
             # it depends on, so XLA updates all three in place.
-            x0 = self._training_point(start, point, dtype)
+            x0, current = self._start_and_average(start, point, dtype)
             x = self._iterate(start, gradient, x0, learning_rate)
-            current = self._average(start, point, dtype)
             block_start = ops.where(fresh, x0, current)
             new_offset, new_point, new_average = amortized_step(
                 x, read(offset, dtype), current, block_start, begins, ends, fresh, beta, m
@@ -481,7 +481,9 @@ class AM2SGD(AmortizedNesterov):
     with option I); with option II and a float16/bfloat16 variable, one more,
     a stash for the training point while the answer is swapped into the model.
     The state is float32 for 16-bit variables. A step reads two rows of the
-    table and writes one.
+    table and writes one: without XLA in a branch that touches only those
+    rows; under XLA in one branch-free pass that XLA does in place (a run's
+    first step fills the table in a loop that runs only then).
 
     Row-sparse gradients are made dense: every row moves with the momentum.
 
@@ -593,9 +595,8 @@ class AM2SGD(AmortizedNesterov):
         j = self.point_index(self.iterations)
         j_next = self.point_index(self.iterations + 1)
         point = read(variable, dtype)
-        x0 = self._training_point(start, point, dtype)
 
-        def step(old, following, previous):
+        def step(x0, old, following, previous):
             """(φ_{jₖ}(new), the model's new point, the new mean or None) from
             φ_{jₖ}(old), φ_{jₖ₊₁} before the table is written, and φ̄."""
             new = self._iterate(start, gradient, x0, learning_rate)
@@ -614,12 +615,12 @@ class AM2SGD(AmortizedNesterov):
             # write is computed from the new point, which reads both rows
             # and is computed from the new mean, which reads the model's
             # point before it is written. Otherwise XLA copies the table.
+            x0, answer = self._training_point_and_answer(start, point, dtype)
             values = restarted_table(ops.convert_to_tensor(table), x0, start.fresh)
-            previous = (
-                None if mean is None
-                else ops.where(start.fresh, x0, self._stored_answer(start, point, dtype))
+            previous = None if mean is None else ops.where(start.fresh, x0, answer)
+            new, new_point, new_mean = step(
+                x0, table_row(values, j), table_row(values, j_next), previous
             )
-            new, new_point, new_mean = step(table_row(values, j), table_row(values, j_next), previous)
             never = _never(start)
             if mean is not None:
                 self.assign(mean, new_mean)
@@ -630,16 +631,16 @@ class AM2SGD(AmortizedNesterov):
 
         def writes(first):
             # `first`: this step starts the run, every table entry at x₀.
+            x0, answer = self._training_point_and_answer(start, point, dtype)
             if first:
-                new, new_point, new_mean = step(x0, x0, x0)
+                new, new_point, new_mean = step(x0, x0, x0, x0)
                 rows = ops.reshape(
                     ops.arange(self.amortization, dtype="int32"), (-1,) + (1,) * len(x0.shape)
                 )
                 table_write = ops.where(ops.equal(rows, j), new[None], x0[None])
             else:
-                previous = None if mean is None else self._stored_answer(start, point, dtype)
                 new, new_point, new_mean = step(
-                    _backend.read_row(table, j), _backend.read_row(table, j_next), previous
+                    x0, _backend.read_row(table, j), _backend.read_row(table, j_next), answer
                 )
                 table_write = _backend.RowWrite(j, new)
             pairs = [(table, table_write), (variable, ops.cast(new_point, variable.dtype))]

@@ -257,7 +257,7 @@ class IGT(OutputPointOptimizer):
         point = read(variable, dtype)
         # θ starts at the variable's value when its run starts; it cannot be
         # set in build(), which `fit` runs where assignments are dropped.
-        theta = ops.where(start.fresh, point, self._stored_answer(start, point, dtype))
+        theta = self._answer_or_point(start, point, dtype)
         decay_source = self._decay_source()
         if decay_source is not None and decay_source._use_weight_decay(variable):
             rate = ops.multiply(

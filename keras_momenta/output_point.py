@@ -40,8 +40,7 @@ Handing over and taking back:
 
 A subclass creates its answer slots in `build` and registers them with
 `_set_answer_slots`, starts each `update_step` with `_begin_update`, and
-reads the point and the answer through `_training_point` and
-`_stored_answer`.
+reads the point and the answer through `_training_point_and_answer`.
 """
 
 import collections
@@ -84,6 +83,24 @@ def masked(state, mask):
 def _unstack(state):
     """(update count, handed over, fingerprint) of a point state."""
     return state[0], state[1], state[2]
+
+
+def exchanged_if(predicate, first, second):
+    """(second, first) if the boolean tensor `predicate`, else (first, second).
+
+    A loop of one exchange or none: XLA runs it on the tensors where they lie,
+    while a select reads both tensors at every step, in every loop that uses
+    either, and a conditional's results are copies.
+    """
+    trips = ops.cast(ops.where(predicate, 1, 0), "int32")
+    return tuple(ops.fori_loop(0, trips, lambda _, pair: (pair[1], pair[0]), (first, second)))
+
+
+def replaced_if(predicate, value, replacement):
+    """`replacement` if the boolean tensor `predicate`, else `value`, in a
+    loop of one copy or none (see `exchanged_if`)."""
+    trips = ops.cast(ops.where(predicate, 1, 0), "int32")
+    return ops.fori_loop(0, trips, lambda _, current: replacement, value)
 
 
 UpdateStart = collections.namedtuple("UpdateStart", "index fresh swapped step")
@@ -185,20 +202,32 @@ class OutputPointOptimizer(MomentaOptimizer):
         self.assign(state, ops.stack([step, ops.zeros_like(flag), recorded]))
         return UpdateStart(index, fresh, ops.equal(flag, 1), step)
 
-    def _training_point(self, start, point, dtype):
-        """Where the step continues from: `point` (the model's value), or the
-        training point kept aside while the answer is in the model."""
+    def _training_point_and_answer(self, start, point, dtype):
+        """(where the step continues from, the answer slot's value) for a
+        model variable holding `point`: the two are exchanged while the
+        answer is in the model, unless the training point is in a stash.
+        (`point`, None) for a variable without an answer slot."""
         answer, stash = self._answers[start.index], self._stashes[start.index]
         if answer is None:
-            return point
-        return ops.where(start.swapped, read(stash if stash is not None else answer, dtype), point)
+            return point, None
+        stored = read(answer, dtype)
+        if stash is not None:
+            return ops.where(start.swapped, read(stash, dtype), point), stored
+        if _backend.compiling_with_xla():
+            return exchanged_if(start.swapped, point, stored)
+        return ops.where(start.swapped, stored, point), ops.where(start.swapped, point, stored)
 
-    def _stored_answer(self, start, point, dtype):
-        """The answer slot's value; an exchanged answer is in the model (`point`)."""
-        answer = self._answers[start.index]
+    def _answer_or_point(self, start, point, dtype):
+        """The answer slot's value, or `point` (the model's value) at a run's
+        first step and while the model holds the answer: where IGT's θ goes
+        on from."""
+        stored = read(self._answers[start.index], dtype)
         if self._stashes[start.index] is not None:
-            return read(answer, dtype)
-        return ops.where(start.swapped, point, read(answer, dtype))
+            return ops.where(start.fresh, point, stored)
+        from_point = ops.logical_or(start.fresh, start.swapped)
+        if _backend.compiling_with_xla():
+            return replaced_if(from_point, stored, point)
+        return ops.where(from_point, point, stored)
 
     # ----------------------------------------------------------- between steps
 
