@@ -40,7 +40,9 @@ Handing over and taking back:
 
 A subclass creates its answer slots in `build` and registers them with
 `_set_answer_slots`, starts each `update_step` with `_begin_update`, and
-reads the point and the answer through `_training_point_and_answer`.
+reads the point and the answer through `_training_point_and_answer` (or
+`_answer_or_point`). Under XLA these take a hand-over back in a loop that
+runs only then, so a regular step reads each tensor once.
 """
 
 import collections
