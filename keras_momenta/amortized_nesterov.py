@@ -17,7 +17,13 @@ from keras_momenta._base import (
     variable_path_name,
 )
 from keras_momenta._hash import MASK32, as_int32_bits, point_index
-from keras_momenta.output_point import KEEP_ALL_BUT_COUNT, OutputPointOptimizer, masked, read
+from keras_momenta.output_point import (
+    KEEP_ALL_BUT_COUNT,
+    OutputPointOptimizer,
+    masked,
+    read,
+    trips_if,
+)
 
 OPTIONS = ("I", "II")
 
@@ -414,8 +420,7 @@ def restarted_table(table, start_point, restart):
     A loop of m row writes or none, which XLA does in place; a select over
     the whole table would read and write all of it at every step.
     """
-    rows = ops.shape(table)[0]
-    trips = ops.cast(ops.where(restart, rows, 0), "int32")
+    trips = trips_if(restart, ops.shape(table)[0])
     return ops.fori_loop(0, trips, lambda i, values: with_row(values, i, start_point), table)
 
 

@@ -87,6 +87,12 @@ def _unstack(state):
     return state[0], state[1], state[2]
 
 
+def trips_if(predicate, trips=1):
+    """`trips` if the boolean tensor `predicate`, else 0: the int32 bound of
+    a loop that does its work only when needed (see `exchanged_if`)."""
+    return ops.cast(ops.where(predicate, trips, 0), "int32")
+
+
 def exchanged_if(predicate, first, second):
     """(second, first) if the boolean tensor `predicate`, else (first, second).
 
@@ -94,15 +100,15 @@ def exchanged_if(predicate, first, second):
     while a select reads both tensors at every step, in every loop that uses
     either, and a conditional's results are copies.
     """
-    trips = ops.cast(ops.where(predicate, 1, 0), "int32")
-    return tuple(ops.fori_loop(0, trips, lambda _, pair: (pair[1], pair[0]), (first, second)))
+    return tuple(
+        ops.fori_loop(0, trips_if(predicate), lambda _, pair: (pair[1], pair[0]), (first, second))
+    )
 
 
 def replaced_if(predicate, value, replacement):
     """`replacement` if the boolean tensor `predicate`, else `value`, in a
     loop of one copy or none (see `exchanged_if`)."""
-    trips = ops.cast(ops.where(predicate, 1, 0), "int32")
-    return ops.fori_loop(0, trips, lambda _, current: replacement, value)
+    return ops.fori_loop(0, trips_if(predicate), lambda _, current: replacement, value)
 
 
 UpdateStart = collections.namedtuple("UpdateStart", "index fresh swapped step")
