@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_momenta as km
-from keras_momenta.compare.tasks import cifar10_cnn, mlp
+from keras_momenta.compare.models import cifar10_cnn, mlp
 
 MODELS = {
     # name: (builder, input shape, batch size)

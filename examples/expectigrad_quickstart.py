@@ -12,9 +12,11 @@ import pathlib
 import tempfile
 
 import keras
+import tensorflow as tf
 
 import keras_momenta as km
-from keras_momenta.compare.tasks import mlp, mnist1d_datasets
+from keras_momenta.compare.data import mnist1d_arrays
+from keras_momenta.compare.models import mlp
 
 
 def main(argv=None):
@@ -23,7 +25,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(0)
-    train, test = mnist1d_datasets(seed=0, batch_size=100)
+    (x, y), (x_test, y_test) = mnist1d_arrays()
+    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(100)
+    test = tf.data.Dataset.from_tensor_slices((x_test, y_test)).batch(1000)
     model = mlp(40, (100, 100))
     model.compile(
         optimizer=km.Expectigrad(learning_rate=1e-3, beta=0.9),

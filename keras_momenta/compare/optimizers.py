@@ -1,110 +1,174 @@
 """Optimizer entries of the comparison runner.
 
-Each entry maps a name to a factory `f(task) -> keras.optimizers.Optimizer`,
-so an entry can follow a task's schedule (steps per epoch, epochs).
-Hyperparameters are each method's published defaults unless noted.
+An entry builds its optimizer from a learning rate (a float or the schedule
+the runner makes from the task's) and carries its default step size and its
+sweep grid. Every grid has the same budget: five step sizes, half a decade
+apart, centred on the entry's default (`--grid` replaces it), so no method
+gets more tuning than another. Other hyperparameters are each paper's.
 """
+
+import dataclasses
+import json
+import pathlib
+from typing import Callable, Optional
 
 import keras
 
 import keras_momenta as km
 
-
-def task_step_size(task, initial):
-    """`initial`, divided by 10 after each of the task's `step_decay` steps."""
-    if not task.step_decay:
-        return initial
-    values = [initial * 0.1**k for k in range(len(task.step_decay) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(list(task.step_decay), values)
+GRID_POINTS = 5
 
 
-OPTIMIZERS = {
-    "expectigrad": lambda task: km.Expectigrad(learning_rate=1e-3),
-    "adam": lambda task: keras.optimizers.Adam(learning_rate=task_step_size(task, 1e-3)),
-    "amsgrad": lambda task: keras.optimizers.Adam(learning_rate=1e-3, amsgrad=True),
-    # Heavy ball with a step size usual for small MLPs.
-    "sgd_momentum": lambda task: keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
-}
+def log_grid(centre, points=GRID_POINTS, step=10**0.5):
+    """`points` step sizes, a factor `step` apart, centred on `centre`
+    (3 significant digits)."""
+    half = (points - 1) / 2
+    return tuple(float(f"{centre * step ** (k - half):.3g}") for k in range(points))
 
 
-def linear_decay(task, initial):
-    """The IGT paper's step size: linear from `initial` to 0 over the run."""
-    return keras.optimizers.schedules.PolynomialDecay(
-        initial, decay_steps=task.total_steps, end_learning_rate=0.0, power=1.0
-    )
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    description: str
+    build: Callable  # learning rate -> optimizer
+    learning_rate: float
+    # Wraps the task's model (the mini-batch variance entries need per-example gradients).
+    wrap_model: Optional[Callable] = None
+
+    @property
+    def grid(self):
+        return log_grid(self.learning_rate)
 
 
-# IGT paper, Section 6.1: SGD, heavy ball (μ = 0.9) and Adam (Keras defaults),
-# alone and with anytime tail averaging, all with a linearly decreasing step.
-# The step sizes and c = 0.1 (the last 10% of gradients) are our untuned
-# choices for the small runner tasks; the paper tunes each on a grid.
+def _entries(*entries):
+    return {entry.name: entry for entry in entries}
+
+
+HEAVY_BALL = 0.9
+
+OPTIMIZERS = _entries(
+    Entry("sgd", "SGD", keras.optimizers.SGD, 0.1),
+    Entry(
+        "sgd_momentum",
+        "SGD with heavy-ball momentum 0.9 (the IGT paper's HB, Dissecting Adam's M-SGD)",
+        lambda lr: keras.optimizers.SGD(lr, momentum=HEAVY_BALL),
+        0.01,
+    ),
+    Entry(
+        "nesterov_sgd",
+        "SGD with Nesterov momentum 0.9 (the AM-SGD paper's M-SGD)",
+        lambda lr: keras.optimizers.SGD(lr, momentum=HEAVY_BALL, nesterov=True),
+        0.01,
+    ),
+    Entry("adam", "Adam (Keras defaults)", keras.optimizers.Adam, 1e-3),
+    Entry("amsgrad", "AMSGrad", lambda lr: keras.optimizers.Adam(lr, amsgrad=True), 1e-3),
+    Entry("rmsprop", "RMSprop (Keras defaults)", keras.optimizers.RMSprop, 1e-3),
+    Entry("adagrad", "AdaGrad (Keras defaults)", keras.optimizers.Adagrad, 1e-2),
+    Entry("adadelta", "Adadelta (ρ = 0.95, the paper's)", keras.optimizers.Adadelta, 1.0),
+    Entry("adafactor", "Adafactor (Keras defaults)", keras.optimizers.Adafactor, 1e-3),
+    # Expectigrad (Daley & Amato 2020): its defaults, β = 0.9.
+    Entry("expectigrad", "Expectigrad (β = 0.9)", km.Expectigrad, 1e-3),
+)
+
+# IGT (Arnold et al. 2019, Section 6.1): anytime tail averaging on its own and
+# as the gradient estimator of heavy ball (0.9) and Adam (defaults). The
+# paper's c is tuned; 0.1 (the last 10% of gradients) is ours.
 ITA_TAIL_FRACTION = 0.1
-OPTIMIZERS.update(
-    {
-        "sgd_linear": lambda task: keras.optimizers.SGD(linear_decay(task, 0.1)),
-        "hb_linear": lambda task: keras.optimizers.SGD(linear_decay(task, 0.01), momentum=0.9),
-        "adam_linear": lambda task: keras.optimizers.Adam(linear_decay(task, 1e-3)),
-        "ita": lambda task: km.IGT(
-            keras.optimizers.SGD(linear_decay(task, 0.1)), tail_fraction=ITA_TAIL_FRACTION
+OPTIMIZERS.update(_entries(
+    Entry(
+        "ita", "ITA: IGT over SGD, c = 0.1",
+        lambda lr: km.IGT(keras.optimizers.SGD(lr), tail_fraction=ITA_TAIL_FRACTION), 0.1,
+    ),
+    Entry(
+        "hb_ita", "HB-ITA: IGT over heavy ball 0.9, c = 0.1",
+        lambda lr: km.IGT(
+            keras.optimizers.SGD(lr, momentum=HEAVY_BALL), tail_fraction=ITA_TAIL_FRACTION
         ),
-        "hb_ita": lambda task: km.IGT(
-            keras.optimizers.SGD(linear_decay(task, 0.01), momentum=0.9),
-            tail_fraction=ITA_TAIL_FRACTION,
-        ),
-        "adam_ita": lambda task: km.IGT(
-            keras.optimizers.Adam(linear_decay(task, 1e-3)), tail_fraction=ITA_TAIL_FRACTION
-        ),
-    }
-)
+        0.01,
+    ),
+    Entry(
+        "adam_ita", "Adam-ITA: IGT over Adam, c = 0.1",
+        lambda lr: km.IGT(keras.optimizers.Adam(lr), tail_fraction=ITA_TAIL_FRACTION), 1e-3,
+    ),
+))
 
 
-# Dissecting Adam, Section 4: the four recombinations of sign and variance
-# adaptation (Table 1), μ = 0.9 and Adam with its defaults, all following the
-# task's step-size schedule. The paper tunes every step size per problem and
-# does not report them; ours are the best of 3e-5 to 1.0 (factors of ~3) on
-# `mnist1d_mlp` over 40 epochs, not tuned on the paper's problems. M-SVAG's m
-# is an average of gradients where Keras's heavy ball keeps a sum
-# (≈ g/(1 − μ)), hence its larger step.
-OPTIMIZERS.update(
-    {
-        "m_sgd": lambda task: keras.optimizers.SGD(task_step_size(task, 0.03), momentum=0.9),
-        "m_ssd": lambda task: km.MSSD(task_step_size(task, 1e-3), momentum=0.9),
-        "m_svag": lambda task: km.MSVAG(task_step_size(task, 0.3), momentum=0.9),
-    }
-)
+def _minibatch_variance_model(model):
+    return km.MinibatchVarianceModel(model)
 
 
-# AM-SGD paper, Section 6: the same η = 0.1 for every method, β = 0.9 and
-# m = 5, following the task's step schedule. "nesterov_sgd" is the paper's
-# M-SGD (Keras's Nesterov SGD reports xₖ); OM-SGD reports yₖ, which is AM1-SGD
-# with m = 1 and option II (tested). AM2-SGD's index seed comes from the run's
-# seed (`keras.utils.set_random_seed`).
-AM_LEARNING_RATE, AM_MOMENTUM, AM_AMORTIZATION = 0.1, 0.9, 5
+# Dissecting Adam (Balles & Hennig 2018, Section 4): the recombinations of sign
+# and variance adaptation with μ = 0.9; ADAM* is Adam with the paper's
+# variance adaptation; "_mb" entries take the mini-batch variance estimate
+# (its Eq. 44) through `km.MinibatchVarianceModel`. M-SVAG's m is an average
+# of gradients where Keras's heavy ball keeps a sum (≈ g/(1 − μ)): its larger
+# default step.
+OPTIMIZERS.update(_entries(
+    Entry("m_ssd", "M-SSD (μ = 0.9)", lambda lr: km.MSSD(lr, momentum=HEAVY_BALL), 1e-3),
+    Entry("m_svag", "M-SVAG (μ = 0.9)", lambda lr: km.MSVAG(lr, momentum=HEAVY_BALL), 0.1),
+    Entry(
+        "m_svag_mb", "M-SVAG (μ = 0.9) with mini-batch variance estimates",
+        lambda lr: km.MSVAG(lr, momentum=HEAVY_BALL, variance="minibatch"), 0.1,
+        wrap_model=_minibatch_variance_model,
+    ),
+    Entry("adam_star", "ADAM* (β₁ = 0.9)", lambda lr: km.AdamStar(lr, momentum=HEAVY_BALL), 1e-3),
+))
+
+# AM-SGD (Zhou et al. 2020, Section 6): β = 0.9, m = 5; OM-SGD is AM1-SGD with
+# m = 1 and option II. AM2-SGD's index seed comes from the run's seed.
+AM_MOMENTUM, AM_AMORTIZATION = 0.9, 5
+OPTIMIZERS.update(_entries(
+    Entry(
+        "om_sgd", "OM-SGD (AM1-SGD, m = 1)",
+        lambda lr: km.AM1SGD(lr, AM_MOMENTUM, amortization=1, option="II"), 0.1,
+    ),
+    Entry(
+        "am1_sgd_i", "AM1-SGD option I (β = 0.9, m = 5)",
+        lambda lr: km.AM1SGD(lr, AM_MOMENTUM, amortization=AM_AMORTIZATION, option="I"), 0.1,
+    ),
+    Entry(
+        "am1_sgd_ii", "AM1-SGD option II (β = 0.9, m = 5)",
+        lambda lr: km.AM1SGD(lr, AM_MOMENTUM, amortization=AM_AMORTIZATION, option="II"), 0.1,
+    ),
+    Entry(
+        "am2_sgd", "AM2-SGD option II (β = 0.9, m = 5)",
+        lambda lr: km.AM2SGD(lr, AM_MOMENTUM, amortization=AM_AMORTIZATION, option="II"), 0.1,
+    ),
+))
 
 
-def _amortized(cls, task, amortization=AM_AMORTIZATION, option="II"):
-    return cls(
-        task_step_size(task, AM_LEARNING_RATE), AM_MOMENTUM, amortization=amortization, option=option
-    )
+TUNED_PATH = pathlib.Path(__file__).with_name("tuned_learning_rates.json")
 
 
-OPTIMIZERS.update(
-    {
-        "sgd": lambda task: keras.optimizers.SGD(task_step_size(task, AM_LEARNING_RATE)),
-        "nesterov_sgd": lambda task: keras.optimizers.SGD(
-            task_step_size(task, AM_LEARNING_RATE), momentum=AM_MOMENTUM, nesterov=True
-        ),
-        "om_sgd": lambda task: _amortized(km.AM1SGD, task, amortization=1),
-        "am1_sgd_i": lambda task: _amortized(km.AM1SGD, task, option="I"),
-        "am1_sgd_ii": lambda task: _amortized(km.AM1SGD, task),
-        "am2_sgd": lambda task: _amortized(km.AM2SGD, task),
-    }
-)
+def tuned_learning_rates():
+    """{task: {entry: step size}} chosen by the committed sweeps (`--tune`)."""
+    if not TUNED_PATH.exists():
+        return {}
+    return {task: record["learning_rates"] for task, record in json.loads(TUNED_PATH.read_text()).items()}
 
 
-def make_optimizer(name, task):
+def entry(name):
     if name not in OPTIMIZERS:
         raise ValueError(
             f"Unknown optimizer entry {name!r}; known: {', '.join(sorted(OPTIMIZERS))}."
         )
-    return OPTIMIZERS[name](task)
+    return OPTIMIZERS[name]
+
+
+def learning_rate_schedule(task, learning_rate, steps_per_epoch, epochs):
+    """The task's schedule over a run of `epochs`, starting at `learning_rate`."""
+    total_steps = steps_per_epoch * epochs
+    if task.schedule == "linear":
+        return keras.optimizers.schedules.PolynomialDecay(
+            learning_rate, decay_steps=total_steps, end_learning_rate=0.0, power=1.0
+        )
+    if task.schedule == "step":
+        boundaries = [int(round(fraction * total_steps)) for fraction in task.decay_at]
+        values = [learning_rate * 0.1**k for k in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    return learning_rate
+
+
+def make_optimizer(name, task, learning_rate, steps_per_epoch, epochs):
+    schedule = learning_rate_schedule(task, learning_rate, steps_per_epoch, epochs)
+    return entry(name).build(schedule)

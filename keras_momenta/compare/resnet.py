@@ -57,31 +57,18 @@ def _normalise(image):
     return (image - CIFAR10_MEAN) / CIFAR10_STD
 
 
-def cifar10_datasets(seed, batch_size, data_dir=None):
-    """CIFAR-10 from TFDS: augmented, shuffled training batches; test batches.
+def cifar10(data_dir=None):
+    """CIFAR-10 from TFDS, normalised per channel (training images are
+    cropped and flipped afterwards by `crop_and_flip`)."""
+    from keras_momenta.compare import data
 
-    The augmentation is drawn with stateless ops from a per-example seed
-    stream, so a run is reproducible from `seed`.
-    """
-    import tensorflow_datasets as tfds
+    return data.tfds_splits("cifar10", data_dir).map(lambda image, label: (_normalise(image), label))
 
-    train, test = tfds.load(
-        "cifar10", split=["train", "test"], as_supervised=True, data_dir=data_dir
-    )
 
-    def augment(example, key):
-        image, label = example
-        padded = tf.image.resize_with_crop_or_pad(_normalise(image), 40, 40)
-        crop_seed, flip_seed = tf.stack([key, 0]), tf.stack([key, 1])
-        image = tf.image.stateless_random_crop(padded, [32, 32, 3], seed=crop_seed)
-        return tf.image.stateless_random_flip_left_right(image, seed=flip_seed), label
-
-    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    train = (
-        tf.data.Dataset.zip((train.shuffle(10_000, seed=seed), keys))
-        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    test = test.map(lambda image, label: (_normalise(image), label)).batch(1000)
-    return train, test.prefetch(tf.data.AUTOTUNE)
+def crop_and_flip(image, label, seed):
+    """A random 32×32 crop of the image padded by 4, and a random left-right
+    flip, drawn with stateless ops from `seed`."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    padded = tf.image.resize_with_crop_or_pad(image, 40, 40)
+    image = tf.image.stateless_random_crop(padded, [32, 32, 3], seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed), label
