@@ -76,8 +76,10 @@ from keras_momenta.compare.tasks import (  # noqa: E402
     dissecting_adam,
     expectigrad,
     igt,
+    imagenet,
+    translation,
 )
 
-TASKS = _collect(demo, expectigrad, igt, dissecting_adam, amortized_nesterov)
+TASKS = _collect(demo, expectigrad, igt, dissecting_adam, amortized_nesterov, imagenet, translation)
 
 __all__ = ["SCHEDULES", "TASKS", "Task"]
