@@ -50,6 +50,11 @@ def main(argv=None):
     )
     parser.add_argument("--grid", nargs="+", type=float, help="the sweep's step sizes (with --tune)")
     parser.add_argument("--data-dir", help="where data sets are (TFDS data directory, local files)")
+    parser.add_argument(
+        "--no-download", action="store_true",
+        help="fail at once, saying where to put it, when a data set is not in --data-dir "
+        "(instead of letting TFDS download it)",
+    )
     parser.add_argument("--out", help="output folder (default: results/<task>)")
     parser.add_argument("--print-every", type=int, default=10, help="epochs between progress lines")
     parser.add_argument("--no-xla", action="store_true", help="compile without XLA")
@@ -70,6 +75,7 @@ def main(argv=None):
             tune=args.tune,
             grid=args.grid,
             data_dir=args.data_dir,
+            download=not args.no_download,
             out_dir=args.out,
             jit_compile=not args.no_xla,
             print_every=args.print_every,

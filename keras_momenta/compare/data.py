@@ -6,6 +6,8 @@ examples itself, from the run's seed and the epoch, so that a run restarted
 from a checkpoint sees the same batches as an uninterrupted one.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import os
@@ -16,6 +18,20 @@ import tensorflow as tf
 
 class MissingDataError(FileNotFoundError):
     """A task's data is neither on this machine nor downloadable from it."""
+
+
+_downloads = contextvars.ContextVar("downloads", default=True)
+
+
+@contextlib.contextmanager
+def downloads(allowed):
+    """Whether TFDS may download data sets that are not prepared yet (it
+    retries for minutes on a machine without internet access)."""
+    token = _downloads.set(bool(allowed))
+    try:
+        yield
+    finally:
+        _downloads.reset(token)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +131,8 @@ def tfds_splits(name, data_dir=None, validation="train[-10%:]", train="train[:-1
 
     data_dir = data_dir_or_default(data_dir)
     builder = tfds.builder(name, data_dir=data_dir)
+    if not (_downloads.get() or builder.is_prepared()):
+        raise MissingDataError(_missing_tfds_message(name, builder, manual, None))
     try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(try_download_gcs=False)
@@ -142,9 +160,13 @@ def _missing_tfds_message(name, builder, manual, error):
             f"prepare it on a machine with internet access (`tfds build {name} --data_dir DIR`) "
             "and copy DIR here"
         )
+    if error is None:
+        why = "and downloads are off"
+    else:
+        detail = str(error).splitlines()[0] if str(error) else ""
+        why = f"and could not be made here ({type(error).__name__}: {detail})"
     return (
-        f"The TFDS dataset {name!r} is not prepared in {where} and could not be made here "
-        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). To use it, "
+        f"The TFDS dataset {name!r} is not prepared in {where} {why}. To use it, "
         f"{how}, then pass `--data-dir DIR` (or set TFDS_DATA_DIR)."
     )
 

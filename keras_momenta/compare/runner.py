@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_momenta.callbacks import SwapEvaluationWeights
+from keras_momenta.compare import data
 from keras_momenta.compare import optimizers as entries
 from keras_momenta.compare import report
 from keras_momenta.compare.tasks import TASKS
@@ -224,6 +225,7 @@ def train_run(task, splits, run, settings, out_dir, progress, callbacks=()):
             validation_data=validation,
             initial_epoch=epoch,
             epochs=epoch + 1,
+            shuffle=False,  # done above, from the seed and the epoch
             verbose=0,
             callbacks=callbacks,
         )
@@ -286,6 +288,7 @@ def run_comparison(
     tune=False,
     grid=None,
     data_dir=None,
+    download=True,
     out_dir=None,
     jit_compile=True,
     print_every=10,
@@ -307,6 +310,9 @@ def run_comparison(
                                     versions, wall time, per-epoch metrics
       training_loss.png, test_<metric>.png   mean ± std over seeds
       summary.md                    final metrics (and the sweep)
+    Data sets are read from `data_dir` (TFDS's data directory, local
+    files); TFDS downloads those it does not find there unless `download`
+    is False (then a `MissingDataError` at once says where to put them).
     `callbacks` are passed to every run's `fit` after the runner's own.
     """
     if task not in TASKS:
@@ -334,7 +340,8 @@ def run_comparison(
     chosen = _starting_learning_rates(task, names, learning_rates)
     grids = {name: tuple(grid or entries.entry(name).grid) for name in names}
 
-    splits = task.load(data_dir)
+    with data.downloads(download):
+        splits = task.load(data_dir)
     planned = sum(len(seeds) + (len(grids[name]) if tune else 0) for name in names)
     print(
         f"Task {task.name} ({task.stands_for}): {task.description}\n"
