@@ -67,7 +67,11 @@ class Expectigrad(MomentaOptimizer):
     forms are the same update and keep no momentum state. The state
     variables are the same in number and order in every form (m holds
     normalised steps in "outer", raw gradients in the inner forms, so a
-    checkpoint is meaningful only with the form that wrote it).
+    checkpoint is meaningful only with the form that wrote it). The paper
+    cites its Appendix A for these rules; that appendix is not in the text
+    this was written from, so the inner forms use the paper's own (1 − β)
+    momentum convention (its Section 4.2) and differ only by the bias
+    correction.
 
     Row-sparse gradients (`tf.IndexedSlices`, from `keras.layers.Embedding`)
     give the same result as their dense equivalent: s and n are updated only
