@@ -17,7 +17,6 @@ from keras_momenta._base import (
     state_dtype,
 )
 
-
 # Where momentum is applied (the paper's Section 4.2 ablation); "outer" is Expectigrad.
 MOMENTUM_FORMS = ("outer", "inner", "inner_bias_corrected")
 
