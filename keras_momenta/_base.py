@@ -123,6 +123,14 @@ def check_bool(name, value):
         raise ValueError(f"`{name}` must be True or False; got {value!r}.")
 
 
+def check_one_of(name, value, allowed):
+    """One of the strings `allowed`, exactly (case and type included)."""
+    if not (isinstance(value, str) and value in allowed):
+        raise ValueError(
+            f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}."
+        )
+
+
 def variable_path_name(variable):
     """A variable's path, usable in the name of a state variable."""
     return str(getattr(variable, "path", variable.name)).replace("/", "_")

@@ -1,5 +1,7 @@
 """Expectigrad (Daley & Amato, 2020)."""
 
+import functools
+
 import keras
 from keras import ops
 
@@ -8,11 +10,15 @@ from keras_momenta._base import (
     MomentaOptimizer,
     check_bool,
     check_in_range,
+    check_one_of,
     check_positive,
     constant,
     keras_arguments,
     state_dtype,
 )
+
+# Where momentum is applied (the paper's Section 4.2 ablation); "outer" is Expectigrad.
+MOMENTUM_FORMS = ("outer", "inner", "inner_bias_corrected")
 
 
 @keras.saving.register_keras_serializable(package="keras_momenta")
@@ -37,6 +43,35 @@ class Expectigrad(MomentaOptimizer):
     The bias correction uses the global step t in every mode, as in the paper's
     Algorithm 1.
 
+    Momentum variants. The paper's Section 4.2 (Figure 2, left) compares its
+    outer momentum with two forms of the usual "inner" momentum, which
+    averages the raw gradients and divides the average by the current
+    denominator; `momentum` selects the form (s and n are updated as above in
+    every form):
+
+        "outer" (default, the paper's Expectigrad, Algorithm 1):
+            m ← β·m + (1 − β)·g / (ε + √(s / n))
+            θ ← θ − α / (1 − βᵗ) · m
+        "inner" (classic momentum, Polyak 1964, no bias correction):
+            m ← β·m + (1 − β)·g
+            θ ← θ − α · m / (ε + √(s / n))
+        "inner_bias_corrected" (as in Adam, Kingma & Ba 2014):
+            m ← β·m + (1 − β)·g
+            θ ← θ − α / (1 − βᵗ) · m / (ε + √(s / n))
+
+    Inner momentum rescales every earlier gradient still held in m by the
+    latest denominator; outer momentum fixes each step's scale when the step
+    is taken (the paper's linear-superposition argument). The inner forms
+    exist for that ablation; "outer" is Expectigrad. With `beta=0` the three
+    forms are the same update and keep no momentum state. The state
+    variables are the same in number and order in every form (m holds
+    normalised steps in "outer", raw gradients in the inner forms, so a
+    checkpoint is meaningful only with the form that wrote it). The paper
+    cites its Appendix A for these rules; that appendix is not in the text
+    this was written from, so the inner forms use the paper's own (1 − β)
+    momentum convention (its Section 4.2) and differ only by the bias
+    correction.
+
     Row-sparse gradients (`tf.IndexedSlices`, from `keras.layers.Embedding`)
     give the same result as their dense equivalent: s and n are updated only
     on the touched rows, and with `beta=0` so is the variable; with `beta > 0`
@@ -46,7 +81,8 @@ class Expectigrad(MomentaOptimizer):
     `beta=0`). For float16/bfloat16 variables the state is kept in float32.
 
     Reference: B. Daley and C. Amato, "Expectigrad: Fast Stochastic
-    Optimization with Robust Convergence Properties", 2020, Algorithm 1.
+    Optimization with Robust Convergence Properties", 2020, Algorithm 1
+    (and Section 4.2 for the momentum variants).
 
     Args:
         learning_rate: α > 0, a float, a `LearningRateSchedule` or a callable.
@@ -54,6 +90,8 @@ class Expectigrad(MomentaOptimizer):
         epsilon: denominator constant ε > 0.
         sparse_counter: count nonzero gradients per coordinate (True) or use
             the global step as the count (False).
+        momentum: where momentum is applied: "outer" (default, Expectigrad),
+            "inner" or "inner_bias_corrected" (the paper's ablation, above).
         **kwargs: the arguments shared by all Keras optimizers (`weight_decay`,
             `clipnorm`, `clipvalue`, `global_clipnorm`, `use_ema`,
             `ema_momentum`, `ema_overwrite_frequency`, `loss_scale_factor`,
@@ -68,6 +106,7 @@ class Expectigrad(MomentaOptimizer):
         beta=0.9,
         epsilon=1e-8,
         sparse_counter=True,
+        momentum="outer",
         weight_decay=None,
         clipnorm=None,
         clipvalue=None,
@@ -83,6 +122,7 @@ class Expectigrad(MomentaOptimizer):
         check_in_range("beta", beta, 0.0, 1.0)
         check_positive("epsilon", epsilon)
         check_bool("sparse_counter", sparse_counter)
+        check_one_of("momentum", momentum, MOMENTUM_FORMS)
         super().__init__(
             learning_rate=learning_rate,
             **keras_arguments(locals()),
@@ -91,6 +131,7 @@ class Expectigrad(MomentaOptimizer):
         self.beta = float(beta)
         self.epsilon = float(epsilon)
         self.sparse_counter = sparse_counter
+        self.momentum = momentum
 
     def build(self, var_list):
         if self.built:
@@ -144,30 +185,56 @@ class Expectigrad(MomentaOptimizer):
         epsilon = constant(self.epsilon, dtype)
         beta = constant(self.beta, dtype)
 
-        def normalised(scale):
-            def fn(g, total, *counts):
-                n = unsigned_count(counts[0], dtype) if counts else step
-                return normalised_step(g, total, n, epsilon, scale)
+        def divide(scale, values, total, *counts):
+            """scale · values / (ε + √(s / n)), values shaped like the state."""
+            n = unsigned_count(counts[0], dtype) if counts else step
+            return normalised_step(values, total, n, epsilon, scale)
 
+        def normalised(scale):
+            """The gradient divided, on its own rows if it is row-sparse."""
             if not sparse:  # the values just computed, not the variables read again
                 counts = [new_statistics[-1]] if count is not None else []
-                return fn(gradient, new_statistics[0], *counts)
+                return divide(scale, gradient, new_statistics[0], *counts)
             # Added once per index: repeated rows after the first are zeros.
             counts = [count] if count is not None else []
-            return _backend.map_rows(fn, _backend.deduplicate(gradient), running_sum, *counts)
+            return _backend.map_rows(
+                functools.partial(divide, scale), _backend.deduplicate(gradient),
+                running_sum, *counts,
+            )
 
-        if self.beta == 0:
+        if self.beta == 0:  # every momentum form: θ ← θ − α·g / (ε + √(s / n))
             self.assign_sub(variable, _backend.cast(normalised(lr), variable.dtype))
             return
 
         momentum = self._momentums[index]
+        outer = self.momentum == "outer"
+        if outer:  # m averages the divided gradients
+            impulse = normalised(1 - beta)
+        else:  # m averages the gradients themselves
+            impulse = _backend.map_rows(
+                lambda g: ops.multiply(1 - beta, g), _backend.deduplicate(gradient)
+            )
         if sparse:
             self.assign(momentum, ops.multiply(beta, momentum))
-            self.assign_add(momentum, normalised(1 - beta))
+            self.assign_add(momentum, impulse)
         else:
-            self.assign(momentum, ops.add(ops.multiply(beta, momentum), normalised(1 - beta)))
-        rate = bias_corrected_rate(lr, beta, step)
-        self.assign_sub(variable, ops.cast(ops.multiply(rate, momentum), variable.dtype))
+            new_momentum = ops.add(ops.multiply(beta, momentum), impulse)
+            self.assign(momentum, new_momentum)
+        rate = lr if self.momentum == "inner" else bias_corrected_rate(lr, beta, step)
+        if outer:
+            self.assign_sub(variable, ops.cast(ops.multiply(rate, momentum), variable.dtype))
+            return
+        # Inner momentum: all of m is divided by today's denominator, on every
+        # row (untouched rows of a sparse gradient move too, as in the dense update).
+        if sparse:
+            counts = [ops.convert_to_tensor(count)] if count is not None else []
+            inner_step = divide(
+                rate, ops.convert_to_tensor(momentum), ops.convert_to_tensor(running_sum), *counts
+            )
+        else:
+            counts = [new_statistics[-1]] if count is not None else []
+            inner_step = divide(rate, new_momentum, new_statistics[0], *counts)
+        self.assign_sub(variable, ops.cast(inner_step, variable.dtype))
 
     def get_config(self):
         config = super().get_config()
@@ -176,6 +243,7 @@ class Expectigrad(MomentaOptimizer):
                 "beta": self.beta,
                 "epsilon": self.epsilon,
                 "sparse_counter": self.sparse_counter,
+                "momentum": self.momentum,
             }
         )
         return config

@@ -70,6 +70,9 @@ EXPECTIGRAD_INVALID = LEARNING_RATE_INVALID + (
     ({"epsilon": 0.0}, "epsilon"),
     ({"epsilon": -1e-8}, "epsilon"),
     ({"sparse_counter": "yes"}, "sparse_counter"),
+    ({"momentum": "nesterov"}, "momentum"),
+    ({"momentum": "Inner"}, "momentum"),
+    ({"momentum": None}, "momentum"),
 )
 
 CASES = [
@@ -83,6 +86,20 @@ CASES = [
         slow=(beta, sparse) in [(0.9, False), (0.0, True)],
     )
     for beta, sparse in [(0.9, True), (0.9, False), (0.0, True), (0.0, False)]
+]
+# The inner-momentum forms of the paper's ablation (Section 4.2): not a grid
+# (with β = 0 every form is the outer case's update). The default run keeps
+# the bias-corrected form with the paper's counter; the plain one runs in CI.
+CASES += [
+    OptimizerCase(
+        f"expectigrad-beta0.9-{form}-{'sparse' if sparse else 'dense'}_counter",
+        km.Expectigrad,
+        {"beta": 0.9, "sparse_counter": sparse, "momentum": form},
+        ExpectigradReference,
+        invalid=EXPECTIGRAD_INVALID,
+        slow=(form == "inner"),
+    )
+    for form, sparse in [("inner_bias_corrected", True), ("inner", False)]
 ]
 
 
