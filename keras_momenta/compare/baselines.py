@@ -53,6 +53,24 @@ def _dense(gradient, dtype):
     return ops.cast(ops.convert_to_tensor(gradient), dtype)
 
 
+class _Filled(keras.initializers.Initializer):
+    """`value` everywhere, rounded once to the variable's dtype.
+
+    `keras.initializers.Constant` casts a Python float through float32 first
+    (1e-6 becomes 9.99999997e-7 in a float64 variable).
+    """
+
+    def __init__(self, value):
+        self.value = float(value)
+
+    def __call__(self, shape, dtype=None):
+        dtype = keras.backend.standardize_dtype(dtype or keras.backend.floatx())
+        return ops.multiply(constant(self.value, dtype), ops.ones(shape, dtype=dtype))
+
+    def get_config(self):
+        return {"value": self.value}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Yogi(keras.optimizers.Optimizer):
     """Yogi: Adam's second moment updated additively.
@@ -156,7 +174,7 @@ class Yogi(keras.optimizers.Optimizer):
         self._second_moments = self.add_optimizer_variables(
             var_list,
             "second_moment",
-            initializer=keras.initializers.Constant(self.initial_accumulator_value),
+            initializer=_Filled(self.initial_accumulator_value),
         )
 
     def update_step(self, gradient, variable, learning_rate):
