@@ -211,6 +211,23 @@ def test_aggmo_exp_form():
     assert AggMo().betas == [0.0, 0.9, 0.99]
 
 
+@pytest.mark.parametrize("make", [Yogi, lambda: QHM(0.1), AggMo], ids=["yogi", "qhm", "aggmo"])
+def test_row_sparse_gradients_act_as_their_dense_sum(make):
+    """An embedding's `tf.IndexedSlices` gradient (rows repeated) updates the
+    variable as its dense equivalent does."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((6, 2))
+    indices = [np.array([0, 3, 3]), np.array([5, 1, 0]), np.array([2, 2, 2])]
+    sparse = [tf.IndexedSlices(tf.constant(rng.standard_normal((3, 2))), tf.constant(i),
+                               tf.constant([6, 2])) for i in indices * 40]
+    dense = [tf.convert_to_tensor(g) for g in sparse]
+    (path,) = run_keras(make(), [start], [sparse])
+    (expected,) = run_keras(make(), [start], [dense])
+    assert_paths_agree(path, expected, rtol=1e-13)
+
+
 # Training with model.fit.
 
 

@@ -33,6 +33,7 @@ import numbers
 import keras
 from keras import ops
 
+from keras_momenta import _backend
 from keras_momenta._base import (
     check_bool,
     check_in_range,
@@ -47,10 +48,15 @@ PACKAGE = "keras_momenta.compare"
 _INFINITY = float("inf")
 
 
-def _dense(gradient, dtype):
-    """The gradient as a dense tensor of `dtype` (row-sparse `IndexedSlices`
-    from an embedding are densified: the updates below touch every row)."""
-    return ops.cast(ops.convert_to_tensor(gradient), dtype)
+def _dense(gradient, variable):
+    """The gradient as a dense tensor in the variable's dtype.
+
+    A row-sparse gradient (`tf.IndexedSlices`, from an embedding) becomes
+    its dense equivalent, repeated rows summed: the updates below move every
+    row anyway, and Yogi's g² must square the sum, not each repeat.
+    (`ops.convert_to_tensor` would return the `IndexedSlices` unchanged.)
+    """
+    return ops.cast(_backend.to_dense(gradient, variable.shape), variable.dtype)
 
 
 class _Filled(keras.initializers.Initializer):
@@ -82,11 +88,11 @@ class Yogi(keras.optimizers.Optimizer):
         θ ← θ − η·m / (√v + ε)
 
     with m₀ = 0 and v₀ = `initial_accumulator_value`. Where Adam moves v by
-    (1 − β₂)(g² − v), a step proportional to v itself, Yogi moves it by
-    (1 − β₂)g² in the direction of g², so v cannot grow or shrink by a large
-    factor in one step: the effective step size η/(√v + ε) changes slowly.
-    v stays positive for every v₀ > 0: it decreases, by (1 − β₂)g², only
-    where v > g².
+    (1 − β₂)(g² − v), Yogi moves it by (1 − β₂)g² towards g²: where v ≫ g²,
+    v shrinks by (1 − β₂)g², not by the fraction 1 − β₂ of itself, so the
+    effective step size η/(√v + ε) grows slowly (Yogi "controls the increase
+    in effective learning rate"). v stays positive for every v₀ > 0: it
+    decreases, by (1 − β₂)g², only where v > g².
 
     Reference: M. Zaheer, S. Reddi, D. Sachan, S. Kale and S. Kumar,
     "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018, Algorithm 2.
@@ -108,11 +114,16 @@ class Yogi(keras.optimizers.Optimizer):
 
     * optax's `yogi` applies the bias correction above and also starts m at
       `initial_accumulator_value` (here m₀ = 0, as in the paper);
-    * TensorFlow Addons' `Yogi` applies the correction in the "ε-hat" form
-      η·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m/(√v + ε) (as Keras's Adam), and offers
-      l1/l2 proximal terms and a `tanh` in place of `sign`;
-    * `benchmarks/yogi.py` of this repository is the same update as the
-      default here (a private copy for the Reddi benchmark).
+    * TensorFlow Addons' `Yogi` (same defaults, v₀ = 1e-6, m₀ = 0) applies
+      the correction in the "ε-hat" form η·√(1 − β₂ᵗ)/(1 − β₁ᵗ)·m/(√v + ε)
+      (as Keras's Adam), offers l1/l2 proximal steps and
+      `activation="tanh"` (tanh(10(g² − v)) in place of the sign), and
+      updates only the touched rows for sparse gradients (here an embedding's
+      `IndexedSlices` gradient is made dense: every row's m decays);
+    * `benchmarks/yogi.py` of this repository is the default update here (a
+      private copy for the Reddi benchmark), but it starts v from
+      `keras.initializers.Constant`, which rounds v₀ through float32 even
+      for float64 variables; here v₀ is rounded once, to the variable's dtype.
 
     Weight decay (`weight_decay`) is Keras's decoupled decay, applied before
     the update, as for every Keras optimizer.
@@ -181,7 +192,7 @@ class Yogi(keras.optimizers.Optimizer):
         dtype = variable.dtype
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._second_moments[index]
-        g = _dense(gradient, dtype)
+        g = _dense(gradient, variable)
         lr = ops.cast(learning_rate, dtype)
         beta_1 = constant(self.beta_1, dtype)
         beta_2 = constant(self.beta_2, dtype)
@@ -295,7 +306,7 @@ class QHM(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         buffer = self._buffers[self._get_variable_index(variable)]
-        g = _dense(gradient, dtype)
+        g = _dense(gradient, variable)
         lr = ops.cast(learning_rate, dtype)
         beta = constant(self.beta, dtype)
         nu = constant(self.nu, dtype)
@@ -333,8 +344,10 @@ class AggMo(keras.optimizers.Optimizer):
 
     Defaults: betas = [0, 0.9, 0.99], the paper's default (its "exponential"
     family 1 − aⁱ with a = 0.1 and K = 3, see `from_exp_form`). The paper
-    tunes γ per task and gives no default; γ = 0.01 here is Keras's SGD
-    default. Pass it explicitly.
+    tunes γ per task, and the authors' optimizer has no default step;
+    γ = 0.01 is the step of their configuration template
+    (`configs/templates/optim/aggmo.json`), and Keras's SGD default. Pass it
+    explicitly.
 
     Where common implementations differ:
 
@@ -345,7 +358,10 @@ class AggMo(keras.optimizers.Optimizer):
       differ: here γ scales the whole sum at each step, as in the paper;
     * the authors' code applies weight decay through the gradient (L2);
       Keras's `weight_decay` here is decoupled (applied to θ before the
-      update).
+      update);
+    * the authors' code keys its velocities by β, so a repeated β shares one
+      velocity that is updated twice per step; here every entry of `betas`
+      has its own velocity (K equal betas behave as that one β).
 
     Args:
         learning_rate: γ > 0, a float, a `LearningRateSchedule` or a callable.
@@ -403,7 +419,7 @@ class AggMo(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         velocities = self._velocities[self._get_variable_index(variable)]
-        g = _dense(gradient, dtype)
+        g = _dense(gradient, variable)
         lr = ops.cast(learning_rate, dtype)
 
         total = None
