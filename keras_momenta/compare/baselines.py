@@ -239,23 +239,24 @@ class QHM(keras.optimizers.Optimizer):
     (Keras's velocity is −α(1 − β)·b) while the step size is constant.
 
     Reference: J. Ma and D. Yarats, "Quasi-hyperbolic momentum and Adam for
-    deep learning", ICLR 2019 (Algorithm QHM, Section 3). Baseline of
+    deep learning", ICLR 2019 (the QHM update rule). Baseline of
     Amortized Nesterov's Momentum (Zhou et al.), Appendix A.5; that paper
-    regards QHM as a reformulation of robust momentum methods (QHM paper,
-    Appendix C.4).
+    regards QHM as a reformulation of the robust momentum method (QHM
+    paper, Appendix C.4).
 
-    Defaults: ν = 0.7 and β = 0.999, the paper's recommended starting point
-    ("for those who use momentum with β = 0.9, try QHM with ν = 0.7 and
-    β = 0.999"), and α = 1.0, the step of the authors' own example
-    (`qhoptim`: `QHM(lr=1.0, nu=0.7, momentum=0.999)`). The paper gives no
-    default step: α should be the SGD-momentum step divided by 1 − β_old,
-    so 1.0 matches SGD with step 0.1 and momentum 0.9 (the usual CIFAR
-    setting). Pass it explicitly for other tasks.
+    Defaults: ν = 0.7 and β = 0.999, the authors' recommended starting point
+    (README of their `qhoptim`: "For those who use momentum or Nesterov's
+    accelerated gradient with momentum constant β = 0.9, we recommend trying
+    out QHM with ν = 0.7 and momentum constant β = 0.999. You'll need to
+    normalize the learning rate by dividing by 1 − β_old."), and α = 1.0,
+    the step of their example `QHM(lr=1.0, nu=0.7, momentum=0.999)`: SGD
+    with step 0.1 and momentum 0.9 (the usual CIFAR setting) normalised.
+    No default step is given otherwise; pass α explicitly for other tasks.
 
     Where common implementations differ:
 
-    * `qhoptim` (the authors' code) has no default step and applies weight
-      decay through the gradient (L2, `weight_decay_type="grad"`) by
+    * `qhoptim` (the authors' code) requires the step, ν and β, and applies
+      weight decay through the gradient (L2, `weight_decay_type="grad"`) by
       default; Keras's `weight_decay` here is decoupled (applied to θ
       before the update);
     * Keras's `SGD` (and PyTorch's) keeps the velocity with the step size
@@ -339,7 +340,7 @@ class AggMo(keras.optimizers.Optimizer):
     −(γ/K)·Σᵢ 1/(1 − β⁽ⁱ⁾)·g, 37·γ·g with the default betas.
 
     Reference: J. Lucas, S. Sun, R. Zemel and R. Grosse, "Aggregated
-    Momentum: Stability Through Passive Damping", ICLR 2019, Section 3.
+    Momentum: Stability Through Passive Damping", ICLR 2019.
     Baseline of Amortized Nesterov's Momentum (Zhou et al.), Appendix A.5.
 
     Defaults: betas = [0, 0.9, 0.99], the paper's default (its "exponential"
