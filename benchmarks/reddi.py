@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _loop  # noqa: E402
 import keras_momenta as km  # noqa: E402
-from yogi import Yogi  # noqa: E402
+from keras_momenta.compare.baselines import Yogi  # noqa: E402
 
 LEARNING_RATE, BETA_1, BETA_2, EPSILON = 0.1, 0.9, 0.99, 1e-8
 PERIOD, BIG, SMALL, PROBABILITY = 101, 1010.0, -10.0, 0.01

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import keras
 
 import keras_momenta as km
+from keras_momenta.compare import baselines
 
 GRID_POINTS = 5
 
@@ -66,8 +67,22 @@ OPTIMIZERS = _entries(
     Entry("adagrad", "AdaGrad (Keras defaults)", keras.optimizers.Adagrad, 1e-2),
     Entry("adadelta", "Adadelta (ρ = 0.95, the paper's)", keras.optimizers.Adadelta, 1.0),
     Entry("adafactor", "Adafactor (Keras defaults)", keras.optimizers.Adafactor, 1e-3),
-    # Expectigrad (Daley & Amato 2020): its defaults, β = 0.9.
+    # Expectigrad (Daley & Amato 2020): its defaults, β = 0.9; the momentum
+    # forms of its Fig. 2 (left) ablation.
     Entry("expectigrad", "Expectigrad (β = 0.9)", km.Expectigrad, 1e-3),
+    Entry(
+        "expectigrad_inner", "Expectigrad with inner momentum (β = 0.9, no bias correction)",
+        lambda lr: km.Expectigrad(lr, momentum="inner"), 1e-3,
+    ),
+    Entry(
+        "expectigrad_inner_bias_corrected", "Expectigrad with bias-corrected inner momentum (β = 0.9)",
+        lambda lr: km.Expectigrad(lr, momentum="inner_bias_corrected"), 1e-3,
+    ),
+    # Baselines of the papers that Keras lacks (`baselines.py`): Yogi (the
+    # Expectigrad paper's), QHM and AggMo (the AM-SGD paper's Appendix A.5).
+    Entry("yogi", "Yogi (Zaheer et al. 2018 defaults)", baselines.Yogi, 1e-2),
+    Entry("qhm", "QHM (ν = 0.7, β = 0.999)", baselines.QHM, 1.0),
+    Entry("aggmo", "AggMo (β = 0, 0.9, 0.99)", baselines.AggMo, 0.01),
 )
 
 # IGT (Arnold et al. 2019, Section 6.1): anytime tail averaging on its own and

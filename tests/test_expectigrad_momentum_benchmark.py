@@ -1,0 +1,22 @@
+"""Expectigrad's momentum ablation (benchmarks/expectigrad_momentum.py, the
+paper's Figure 2 left) on a short reduced run."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+import expectigrad_momentum  # noqa: E402
+
+
+def test_forms_agree_without_momentum_and_bias_correction_matters_near_one():
+    betas = (0.0, 0.99)
+    results = expectigrad_momentum.run("mnist1d_mlp", betas=betas, seeds=(0,))
+    at_zero = {results[form, 0.0][0] for form in expectigrad_momentum.FORMS}
+    assert len(at_zero) == 1  # β = 0: no momentum, one update
+    # Without bias correction the first steps are (1 − β) as long: after one
+    # epoch the uncorrected form is clearly behind.
+    inner, corrected, outer = (results[form, 0.99][0] for form in expectigrad_momentum.FORMS)
+    assert inner > 1.05 * max(corrected, outer)
+    table = expectigrad_momentum.table(results, betas).splitlines()
+    assert table[0] == "| β | inner | inner_bias_corrected | outer |"
+    assert table[3].startswith("| 0.99 | ") and table[3].count("±") == 3
