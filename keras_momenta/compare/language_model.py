@@ -245,6 +245,10 @@ class TiedEmbedding(keras.layers.Layer):
         return ops.matmul(hidden, ops.transpose(self.embeddings)) + self.output_bias
 
 
+def _uniform(units):
+    return keras.initializers.RandomUniform(-1 / math.sqrt(units), 1 / math.sqrt(units))
+
+
 def _locked_dropout(rate, units):
     """Variational ("locked") dropout: one mask per sequence, shared over time."""
     return keras.layers.Dropout(rate, noise_shape=(None, 1, units))
@@ -273,6 +277,9 @@ class LanguageModel(keras.Model):
             keras.layers.LSTM(
                 units, return_sequences=True, recurrent_dropout=recurrent_dropout,
                 kernel_regularizer=regulariser, recurrent_regularizer=regulariser,
+                # PyTorch's LSTM initialisation (AWD-LSTM's): U(±1/√units); the
+                # biases keep Keras's (zeros, forget gate 1).
+                kernel_initializer=_uniform(units), recurrent_initializer=_uniform(units),
             )
             for units in sizes
         ]
@@ -332,7 +339,7 @@ PTB_MODEL = dict(
 
 def awd_lstm_ptb():
     model = LanguageModel(**PTB_MODEL, name="awd_lstm_ptb")
-    model.build((None, PTB_BPTT))
+    model(np.zeros((1, 1), np.int32))  # creates the weights (any length)
     return model
 
 
@@ -431,7 +438,7 @@ def characters(data_dir=None):
 
 def character_lstm():
     model = LanguageModel(**CHARACTER_MODEL, name="character_lstm")
-    model.build((None, CHARACTER_BPTT))
+    model(np.zeros((1, 1), np.int32))  # creates the weights (any length)
     return model
 
 

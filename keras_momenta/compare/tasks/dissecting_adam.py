@@ -93,7 +93,7 @@ def small_all_cnn_digits(l2=CIFAR_L2):
         keras.layers.Dropout(0.5),
         conv(64), conv(64, strides=2),
         keras.layers.Dropout(0.5),
-        conv(64, padding="valid"), conv(64, 1), conv(10, 1, activation=None),
+        conv(64, 2, padding="valid"), conv(64, 1), conv(10, 1, activation=None),
         keras.layers.GlobalAveragePooling2D(),
         keras.layers.Activation("softmax"),
     ])
