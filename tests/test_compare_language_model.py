@@ -14,46 +14,9 @@ from keras_momenta.compare import TASKS, language_model, run_comparison
 from keras_momenta.compare import optimizers as entries
 from keras_momenta.compare.data import MissingDataError
 from keras_momenta.compare.language_model import NTASGD, NonMonotoneTrigger
-from keras_momenta.compare.optimizers import Entry
 from keras_momenta.compare.tasks.amortized_nesterov import LANGUAGE_MODEL_OPTIMIZERS
 
-# The entries the lead adds to optimizers.OPTIMIZERS (the same lines as in the report).
-LM_MOMENTUM, LM_CLIPNORM = 0.99, 0.25
-LEAD_ENTRIES = {
-    entry.name: entry
-    for entry in (
-        Entry(
-            "nt_asgd", "NT-ASGD: SGD switching to averaged SGD (Merity et al. 2018), clip 0.25",
-            lambda lr: language_model.NTASGD(lr, global_clipnorm=LM_CLIPNORM), 30.0,
-        ),
-        Entry(
-            "nesterov_sgd_lm", "M-SGD, Nesterov β = 0.99, clip 0.25 (AM-SGD §6.3)",
-            lambda lr: keras.optimizers.SGD(
-                lr, momentum=LM_MOMENTUM, nesterov=True, global_clipnorm=LM_CLIPNORM
-            ),
-            2.5,
-        ),
-        Entry(
-            "am1_sgd_ii_lm", "AM1-SGD option II (β = 0.99, m = 5), clip 0.25 (AM-SGD §6.3)",
-            lambda lr: km.AM1SGD(
-                lr, LM_MOMENTUM, amortization=5, option="II", global_clipnorm=LM_CLIPNORM
-            ),
-            2.5,
-        ),
-        Entry(
-            "am2_sgd_lm", "AM2-SGD option II (β = 0.99, m = 5), clip 0.25 (AM-SGD §6.3)",
-            lambda lr: km.AM2SGD(
-                lr, LM_MOMENTUM, amortization=5, option="II", global_clipnorm=LM_CLIPNORM
-            ),
-            2.5,
-        ),
-    )
-}
-
-
-@pytest.fixture
-def lm_entries(monkeypatch):
-    monkeypatch.setattr(entries, "OPTIMIZERS", {**entries.OPTIMIZERS, **LEAD_ENTRIES})
+LEAD_ENTRIES = {name: entries.OPTIMIZERS[name] for name in LANGUAGE_MODEL_OPTIMIZERS}
 
 
 def test_task_lists_the_papers_methods_and_settings():
@@ -207,7 +170,7 @@ TINY = dict(embedding=4, hidden=(8, 8))
         ("ptb_lstm", ("nt_asgd",)),
     ],
 )
-def test_language_model_tasks_run_and_report_perplexity(task_name, names, tmp_path, lm_entries, monkeypatch):
+def test_language_model_tasks_run_and_report_perplexity(task_name, names, tmp_path, monkeypatch):
     data_dir = None
     if task_name == "ptb_lstm":
         _fake_ptb(tmp_path, lines=16)
@@ -241,7 +204,7 @@ def test_character_text_is_offline_and_deterministic():
 
 
 @pytest.mark.slow
-def test_ptb_full_awd_lstm_runs_every_entry(tmp_path, lm_entries):
+def test_ptb_full_awd_lstm_runs_every_entry(tmp_path):
     _fake_ptb(tmp_path, lines=20)
     run_comparison(
         task="ptb_lstm", optimizers=LANGUAGE_MODEL_OPTIMIZERS, seeds=(0,), epochs=1, batch_size=4,

@@ -258,11 +258,11 @@ class LanguageModel(keras.Model):
     """AWD-LSTM's structure (see the module docstring): tokens (batch, time)
     to next-token logits (batch, time, vocabulary).
 
-    `compile` resolves the metric name "perplexity"; `fit` adds, before the
-    caller's callbacks, `NonMonotoneTrigger` (NT-ASGD's switch) and, for
-    every other optimizer, `HalveOnPlateau(patience)` when `plateau_patience`
-    is set: the runner gives every entry the task's schedule, and this is
-    where the paper's per-method schedules live.
+    `compile` resolves the metric name "perplexity"; `task_callbacks()` are
+    `NonMonotoneTrigger` (NT-ASGD's switch) and, for every other optimizer,
+    `HalveOnPlateau(patience)` when `plateau_patience` is set: the runner
+    gives every entry the task's schedule, and this is where the paper's
+    per-method schedules live (the tasks pass them as `Task.callbacks`).
     """
 
     def __init__(self, vocabulary, embedding, hidden, input_dropout, hidden_dropout,
@@ -317,10 +317,6 @@ class LanguageModel(keras.Model):
         if self.plateau_patience and not isinstance(unwrap(self.optimizer), NTASGD):
             callbacks.append(HalveOnPlateau(self.plateau_patience))
         return callbacks
-
-    def fit(self, *args, callbacks=None, **kwargs):
-        # First, so that the runner's checkpoint (a later callback) holds their state.
-        return super().fit(*args, callbacks=[*self.task_callbacks(), *(callbacks or [])], **kwargs)
 
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import keras
 
 import keras_momenta as km
-from keras_momenta.compare import baselines
+from keras_momenta.compare import baselines, language_model
 
 GRID_POINTS = 5
 
@@ -151,6 +151,38 @@ OPTIMIZERS.update(_entries(
     ),
 ))
 
+
+# AM-SGD §6.3, the Penn Treebank LSTM in the AWD-LSTM setting: β = 0.99 and
+# gradient-norm clipping 0.25 for every method; the baseline is NT-ASGD
+# (Merity et al. 2018: SGD switching to averaged SGD).
+LM_MOMENTUM, LM_CLIPNORM = 0.99, 0.25
+OPTIMIZERS.update(_entries(
+    Entry(
+        "nt_asgd", "NT-ASGD: SGD switching to averaged SGD (Merity et al. 2018), clip 0.25",
+        lambda lr: language_model.NTASGD(lr, global_clipnorm=LM_CLIPNORM), 30.0,
+    ),
+    Entry(
+        "nesterov_sgd_lm", "M-SGD, Nesterov β = 0.99, clip 0.25 (AM-SGD §6.3)",
+        lambda lr: keras.optimizers.SGD(
+            lr, momentum=LM_MOMENTUM, nesterov=True, global_clipnorm=LM_CLIPNORM
+        ),
+        2.5,
+    ),
+    Entry(
+        "am1_sgd_ii_lm", "AM1-SGD option II (β = 0.99, m = 5), clip 0.25 (AM-SGD §6.3)",
+        lambda lr: km.AM1SGD(
+            lr, LM_MOMENTUM, amortization=AM_AMORTIZATION, option="II", global_clipnorm=LM_CLIPNORM
+        ),
+        2.5,
+    ),
+    Entry(
+        "am2_sgd_lm", "AM2-SGD option II (β = 0.99, m = 5), clip 0.25 (AM-SGD §6.3)",
+        lambda lr: km.AM2SGD(
+            lr, LM_MOMENTUM, amortization=AM_AMORTIZATION, option="II", global_clipnorm=LM_CLIPNORM
+        ),
+        2.5,
+    ),
+))
 
 TUNED_PATH = pathlib.Path(__file__).with_name("tuned_learning_rates.json")
 

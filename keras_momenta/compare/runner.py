@@ -208,6 +208,7 @@ def train_run(task, splits, run, settings, out_dir, progress, callbacks=()):
                 generator.state.assign(saved[key])
     validation = evaluation_batches(task, splits.validation)
     callbacks = [
+        *(task.callbacks(model) if task.callbacks else []),
         # Validation and test metrics are taken at each optimizer's answer
         # (IGT's true iterate, AM option II's average).
         SwapEvaluationWeights(swap_on_epoch=True),

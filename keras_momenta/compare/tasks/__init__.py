@@ -48,6 +48,9 @@ class Task:
     schedule: str = "constant"
     decay_at: tuple = ()
     evaluation_batch_size: int = 1000
+    # model -> callbacks that `fit` runs before the runner's own (whose
+    # checkpoint then holds their state), e.g. a language model's schedule.
+    callbacks: Optional[Callable] = None
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
