@@ -192,6 +192,28 @@ def test_the_sweep_chooses_on_validation_data_and_reuses_the_first_seed(tmp_path
     assert "Step-size sweep" in (tmp_path / "summary.md").read_text()
 
 
+def test_a_sweep_extends_past_the_end_where_the_best_step_size_lies():
+    trained = []
+
+    def train_at(rate):
+        trained.append(rate)
+        return [{"val_accuracy": -abs(np.log10(rate) + 4.2)}]  # best at 10^-4.2
+
+    task = TASKS["mnist1d_mlp"]
+    grid = entries.log_grid(1e-2)
+    results = runner.sweep(train_at, grid, select=lambda r: runner.select_learning_rate(task, r))
+    assert trained[: len(grid)] == list(grid)
+    assert trained[len(grid):] == [3.16e-4, 1e-4, 3.16e-5]  # stops once the best is inside
+    assert runner.select_learning_rate(task, results) == 1e-4
+    capped = []
+    runner.sweep(lambda rate: capped.append(rate) or [{"val_accuracy": rate}], grid,
+                 select=lambda r: runner.select_learning_rate(task, r))
+    assert len(capped) == len(grid) + runner.EXTENSION_POINTS
+    fixed = []
+    runner.sweep(lambda rate: fixed.append(rate) or [{"val_accuracy": rate}], grid, extend=False)
+    assert fixed == list(grid)
+
+
 def test_selection_maximises_accuracy_minimises_loss_and_never_picks_nan():
     def history(value):
         return [{"val_accuracy": value, "val_loss": value}]

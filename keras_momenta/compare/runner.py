@@ -263,6 +263,28 @@ def _settings_of(out_dir, settings):
         _write_atomically(path, json.dumps(settings, indent=1))
 
 
+# Grid points a sweep may add beyond either end of an entry's grid.
+EXTENSION_POINTS = 3
+
+
+def sweep(train_at, grid, extend=True, select=None):
+    """{step size: history} over `grid`; while the best is at an end, and
+    at most `EXTENSION_POINTS` times, one more step size beyond that end
+    (a factor √10 further), so that no entry's choice is capped by its grid."""
+    results = {rate: train_at(rate) for rate in grid}
+    for _ in range(EXTENSION_POINTS if extend else 0):
+        best = select(results)
+        rates = sorted(results)
+        if best not in (rates[0], rates[-1]) or len(rates) < 2:
+            break
+        # In log space, where the grid is even: its points are rounded.
+        lower = best == rates[0]
+        step = round(math.log10(rates[1] / rates[0] if lower else rates[-1] / rates[-2]), 2)
+        rate = float(f"{10 ** round(math.log10(best) + (-step if lower else step), 2):.3g}")
+        results[rate] = train_at(rate)
+    return results
+
+
 def _final_value(history, key):
     return history[-1].get(key, float("nan"))
 
@@ -356,6 +378,10 @@ def run_comparison(
     records, sweeps = [], {}
 
     def train(run):
+        nonlocal planned
+        if run.role == "tuning" and run.learning_rate not in grids[run.entry]:
+            planned += 1  # a sweep's extension beyond the grid
+            progress.remaining += settings["epochs"]
         progress.prefix = f"[{len(records) + 1}/{planned}] "
         history = train_run(task, splits, run, settings, out_dir, progress, callbacks)
         records.append(_record(task, run, settings, splits, history))
@@ -363,11 +389,13 @@ def run_comparison(
 
     for name in names:
         if tune:
-            results = {
-                rate: train(Run(name, rate, seeds[0], role="tuning")) for rate in grids[name]
-            }
+            results = sweep(
+                lambda rate: train(Run(name, rate, seeds[0], role="tuning")),
+                grids[name], extend=grid is None,
+                select=lambda results: select_learning_rate(task, results),
+            )
             chosen[name] = select_learning_rate(task, results)
-            sweeps[name] = {rate: _final_value(h, task.selection) for rate, h in results.items()}
+            sweeps[name] = {rate: _final_value(h, task.selection) for rate, h in sorted(results.items())}
         for seed in seeds:
             # With a sweep, the first seed's run is read back from the sweep's folder.
             train(Run(name, chosen[name], seed))
