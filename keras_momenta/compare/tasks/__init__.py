@@ -48,6 +48,10 @@ class Task:
     schedule: str = "constant"
     decay_at: tuple = ()
     evaluation_batch_size: int = 1000
+    # `final_metrics(model, splits) -> {name: value}`, called once at the end
+    # of a run's last epoch with the optimizer's answer in the model; its
+    # values join the last history row (e.g. BLEU of decoded translations).
+    final_metrics: Optional[Callable] = None
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
