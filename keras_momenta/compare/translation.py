@@ -164,12 +164,13 @@ def iwslt_corpora(data_dir, task="iwslt15"):
     return corpora
 
 
-def iwslt15(data_dir=None, task="iwslt15", vocabulary_size=IWSLT_VOCABULARY, length=IWSLT_LENGTH):
+def iwslt15(data_dir=None, task="iwslt15"):
     """IWSLT'15 En→Vi: train, tst2012 (validation), tst2013 (test); one WordPiece
-    vocabulary learned from train.en + train.vi."""
+    vocabulary of at most `IWSLT_VOCABULARY` learned from train.en + train.vi;
+    examples of `IWSLT_LENGTH`."""
     corpora = iwslt_corpora(data_dir, task)
-    vocabulary = _vocabulary_of(tuple(corpora["train"][0] + corpora["train"][1]), vocabulary_size)
-    return corpus_splits(make_tokenizer(vocabulary), corpora, length)
+    vocabulary = _vocabulary_of(tuple(corpora["train"][0] + corpora["train"][1]), IWSLT_VOCABULARY)
+    return corpus_splits(make_tokenizer(vocabulary), corpora, IWSLT_LENGTH)
 
 
 @functools.lru_cache(maxsize=2)

@@ -36,10 +36,6 @@ IWSLT_BATCH = 128  # our choice (t2t: 4096 tokens per batch)
 IWSLT_EVALUATION_BATCH = 64
 
 
-def _vocabulary(splits):
-    return splits.tokenizer.vocabulary_size()
-
-
 def _iwslt(name):
     def load(data_dir=None):
         return nmt.iwslt15(data_dir, task=name)
@@ -47,11 +43,11 @@ def _iwslt(name):
     return load
 
 
-def _iwslt_model(build):
+def _iwslt_model(builder):
     def build_model():
-        # The vocabulary is learned from the training files: the model is
-        # sized by the size the vocabulary learner reaches (t2t's 2^15 target).
-        return build(nmt.IWSLT_VOCABULARY, nmt.IWSLT_LENGTH)
+        # The vocabulary is learned from the training files, at most t2t's
+        # 2^15 tokens: the embeddings have room for every token it learns.
+        return getattr(nmt, builder)(nmt.IWSLT_VOCABULARY, nmt.IWSLT_LENGTH)
 
     return build_model
 
@@ -79,7 +75,7 @@ TASKS = [
             "shared WordPiece vocabulary of 2^15, BLEU (greedy) on tst2013"
         ),
         load=_iwslt("iwslt15_lstm"),
-        build_model=_iwslt_model(nmt.lstm_seq2seq),
+        build_model=_iwslt_model("lstm_seq2seq"),
         epochs=LSTM_EPOCHS,
         batch_size=IWSLT_BATCH,
         optimizers=TRANSLATION_OPTIMIZERS,
@@ -98,7 +94,7 @@ TASKS = [
             "shared WordPiece vocabulary of 2^15, BLEU (greedy) on tst2013"
         ),
         load=_iwslt("iwslt15_transformer"),
-        build_model=_iwslt_model(nmt.transformer),
+        build_model=_iwslt_model("transformer"),
         epochs=TRANSFORMER_EPOCHS,
         batch_size=IWSLT_BATCH,
         optimizers=TRANSLATION_OPTIMIZERS,
@@ -118,7 +114,7 @@ TASKS = [
         ),
         load=nmt.synthetic,
         build_model=_reduced_lstm,
-        epochs=20,
+        epochs=30,
         batch_size=64,
         optimizers=TRANSLATION_OPTIMIZERS,
         scale="reduced",
