@@ -13,6 +13,7 @@ import pytest
 from keras_momenta.compare import TASKS, MissingDataError, run_comparison
 from keras_momenta.compare import translation as nmt
 from keras_momenta.compare.runner import read_history
+from keras_momenta.compare.tasks import translation as reduced
 from keras_momenta.compare.tasks.translation import TRANSLATION_OPTIMIZERS
 
 IWSLT_TASKS = ("iwslt15_lstm", "iwslt15_transformer")
@@ -47,11 +48,11 @@ def write_fake_iwslt(root, train_repeats=4):
 def small_iwslt(monkeypatch, tmp_path):
     """Fake IWSLT files, and the IWSLT tasks' models and lengths made small."""
     monkeypatch.setattr(nmt, "IWSLT_VOCABULARY", 256)
-    monkeypatch.setattr(nmt, "IWSLT_LENGTH", 32)
-    monkeypatch.setattr(nmt, "lstm_seq2seq", functools.partial(nmt.lstm_seq2seq, units=16, layers=2))
+    monkeypatch.setattr(nmt, "IWSLT_LENGTH", 64)
+    monkeypatch.setattr(nmt, "lstm_seq2seq", functools.partial(nmt.lstm_seq2seq, units=8, layers=1))
     monkeypatch.setattr(
         nmt, "transformer",
-        functools.partial(nmt.transformer, hidden=16, filter_size=32, heads=2, layers=2),
+        functools.partial(nmt.transformer, hidden=8, filter_size=8, heads=1, layers=1),
     )
     return write_fake_iwslt(tmp_path / "data")
 
@@ -89,10 +90,13 @@ def test_bleu_cased_and_uncased():
 
 def test_vocabulary_is_deterministic_and_from_training_files_only(tmp_path):
     root = write_fake_iwslt(tmp_path)
-    first = nmt.learn_vocabulary(FAKE_EN + FAKE_VI, 256)
-    assert first == nmt.learn_vocabulary(FAKE_EN + FAKE_VI, 256)
+    lines = (FAKE_EN + FAKE_VI) * 4
+    first = nmt.learn_vocabulary(lines, 256)
+    assert first == nmt.learn_vocabulary(lines, 256)
     assert first[:4] == list(nmt.RESERVED_TOKENS)
-    assert "climate" in first and "khí" in first  # cased, accents kept
+    # Frequent words whole, cased, accents kept.
+    assert {"Rachel", "khí", "học"} <= set(first) and "rachel" not in first and "khi" not in first
+    assert len(nmt.learn_vocabulary(lines, 40)) == 40  # never above the size asked for
 
     nmt._vocabulary_of.cache_clear()
     splits = nmt.iwslt15(str(root))
@@ -152,14 +156,19 @@ def _layers(model, kind):
     return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, kind)]
 
 
-def test_full_lstm_is_4_layers_of_1024():
+def test_full_lstm_is_4_layers_of_1024(monkeypatch):
+    # A smaller vocabulary than 2^15 (the paper gives none): 4 × 1024 builds faster.
+    monkeypatch.setattr(nmt, "IWSLT_VOCABULARY", 1000)
     model = TASKS["iwslt15_lstm"].build_model()
     lstms = _layers(model, keras.layers.LSTM)
-    assert [layer.name for layer in lstms] == [f"encoder_lstm_{k}" for k in range(4)] + [
-        f"decoder_lstm_{k}" for k in range(4)
-    ]
+    assert sorted(layer.name for layer in lstms) == sorted(
+        [f"encoder_lstm_{k}" for k in range(4)] + [f"decoder_lstm_{k}" for k in range(4)]
+    )
     assert {layer.units for layer in lstms} == {1024}
-    assert model.output_shape == (None, nmt.IWSLT_LENGTH, nmt.IWSLT_VOCABULARY)
+    assert model.output_shape == (None, nmt.IWSLT_LENGTH, 1000)
+    # LSTM 4 × 1024 per side: 8 × 4 × (2 × 1024 + 1) × 1024 weights.
+    lstm_weights = sum(layer.count_params() for layer in lstms)
+    assert lstm_weights == 8 * 4 * (2 * 1024 + 1) * 1024
     assert len(_layers(model, keras.layers.AdditiveAttention)) == 1
 
 
@@ -205,55 +214,67 @@ def _check_run(out, names, final=True):
             assert 0.0 <= row["test_bleu"] <= 100.0 and 0.0 <= row["test_bleu_uncased"] <= 100.0
 
 
-def test_iwslt_tasks_run_every_entry_on_fake_files(small_iwslt, tmp_path):
+@pytest.mark.parametrize("name", IWSLT_TASKS)
+def test_iwslt_task_runs_every_entry_on_fake_files(name, small_iwslt, tmp_path):
+    # The pipeline with every entry (models made small: their structure is checked above).
     nmt._vocabulary_of.cache_clear()
-    for name in IWSLT_TASKS:
-        task = TASKS[name]
-        assert task.optimizers == TRANSLATION_OPTIMIZERS and task.selection == "val_loss"
-        assert task.scale == "full" and "Table 1" in task.stands_for
-        out = run_comparison(
-            task=name, seeds=(0,), epochs=1, batch_size=8, out_dir=tmp_path / name,
-            jit_compile=False, stream=io.StringIO(), data_dir=str(small_iwslt),
-        )
-        _check_run(out, task.optimizers)
+    task = TASKS[name]
+    assert task.optimizers == TRANSLATION_OPTIMIZERS and task.selection == "val_loss"
+    assert task.scale == "full" and "Table 1" in task.stands_for
+    out = run_comparison(
+        task=name, seeds=(0,), epochs=1, batch_size=16, out_dir=tmp_path,
+        jit_compile=False, stream=io.StringIO(), data_dir=str(small_iwslt),
+    )
+    _check_run(out, task.optimizers)
 
 
-def test_reduced_tasks_run_every_entry(monkeypatch, tmp_path):
-    monkeypatch.setattr(nmt, "SYNTHETIC_SIZES", {"train": 64, "validation": 16, "test": 16})
-    for name in REDUCED_TASKS:
-        task = TASKS[name]
-        assert task.scale == "reduced" and task.optimizers == TRANSLATION_OPTIMIZERS
-        out = run_comparison(
-            task=name, seeds=(0,), epochs=1, batch_size=32, out_dir=tmp_path / name,
-            jit_compile=False, stream=io.StringIO(),
-        )
-        _check_run(out, task.optimizers)
+@pytest.mark.parametrize("name", REDUCED_TASKS)
+def test_reduced_task_runs_every_entry(name, monkeypatch, tmp_path):
+    # A few generated pairs and one-layer models: the pipeline with every entry.
+    monkeypatch.setattr(nmt, "SYNTHETIC_SIZES", {"train": 32, "validation": 8, "test": 8})
+    monkeypatch.setitem(reduced.REDUCED_LSTM, "layers", 1)
+    monkeypatch.setitem(reduced.REDUCED_LSTM, "units", 8)
+    monkeypatch.setitem(reduced.REDUCED_TRANSFORMER, "layers", 1)
+    task = TASKS[name]
+    assert task.scale == "reduced" and task.optimizers == TRANSLATION_OPTIMIZERS
+    out = run_comparison(
+        task=name, seeds=(0,), epochs=1, batch_size=32, out_dir=tmp_path,
+        jit_compile=False, stream=io.StringIO(),
+    )
+    _check_run(out, task.optimizers)
+
+
+def test_reduced_models_are_small():
+    lstm = TASKS["digits_en_vi_lstm"].build_model()
+    assert [layer.units for layer in _layers(lstm, keras.layers.LSTM)] == [64] * 4
+    assert lstm.count_params() < 300_000
+    assert TASKS["digits_en_vi_transformer"].build_model().count_params() < 300_000
 
 
 def test_final_metrics_join_the_last_row_only(monkeypatch, tmp_path):
-    monkeypatch.setattr(nmt, "SYNTHETIC_SIZES", {"train": 32, "validation": 8, "test": 8})
     calls = []
 
     def final_metrics(model, splits):
-        calls.append(len(splits.test_references))
+        calls.append(splits.train_examples)
         return {"test_answer": 42.0}
 
-    task = TASKS["digits_en_vi_transformer"]
+    task = TASKS["mnist1d_mlp"]
+    assert task.final_metrics is None
     monkeypatch.setitem(TASKS, task.name, dataclasses.replace(task, final_metrics=final_metrics))
-    out = run_comparison(
-        task=task.name, optimizers=["adam"], seeds=(0,), epochs=2, batch_size=16,
+    settings = dict(
+        task=task.name, optimizers=["adam"], seeds=(0,), epochs=2, batch_size=1000,
         out_dir=tmp_path, jit_compile=False, stream=io.StringIO(),
     )
-    assert calls == [8]
+    run_comparison(**settings)
+    assert len(calls) == 1
     (history_csv,) = (tmp_path / "runs").glob("adam/*/history.csv")
     rows = read_history(history_csv)
     assert "test_answer" not in rows[0] and rows[1]["test_answer"] == 42.0
-    # A finished run is read back (with the empty cell of the first row), not trained again.
-    run_comparison(
-        task=task.name, optimizers=["adam"], seeds=(0,), epochs=2, batch_size=16,
-        out_dir=tmp_path, jit_compile=False, stream=io.StringIO(),
-    )
-    assert calls == [8]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["runs"][0]["history"][-1]["test_answer"] == 42.0
+    # A finished run is read back (with the first row's empty cell), not trained again.
+    run_comparison(**settings)
+    assert len(calls) == 1
 
 
 # ------------------------------------------------------------ trained model

@@ -135,6 +135,8 @@ def corpus_splits(tokenizer, corpora, length):
         datasets[split] = tf.data.Dataset.from_tensor_slices((features, labels))
         if split == "train":
             train_examples = len(labels)
+    if not train_examples:
+        raise ValueError(f"No training pair is {length} subwords long or less.")
     return TranslationSplits(
         train=datasets["train"], validation=datasets["validation"], test=datasets["test"],
         train_examples=train_examples, tokenizer=tokenizer,
@@ -315,11 +317,13 @@ def transformer(vocabulary_size, length, hidden=512, filter_size=2048, heads=8, 
 # ---------------------------------------------------------------- decoding and BLEU
 
 
-def greedy_decode(model, source, start_id, end_id, max_length=None):
+def greedy_decode(model, source, start_id, end_id, max_length=None, vocabulary_size=None):
     """Greedy decoding of a batch of source ids [n, length] by a model of
     (source, target-in) → probabilities: one forward pass per output position
     (a fixed shape, so one trace); stops when every line has ended. Returns
-    the output ids [n, ≤ length], without [START], 0 after [END]."""
+    the output ids [n, ≤ length], without [START], 0 after [END]. Only ids
+    below `vocabulary_size` are chosen (the model's softmax may be larger
+    than the vocabulary learned)."""
     source = np.asarray(source, np.int32)
     n, length = source.shape
     steps = min(max_length or length, length)
@@ -330,7 +334,7 @@ def greedy_decode(model, source, start_id, end_id, max_length=None):
     predict = _predictor(model)
     for t in range(steps):
         probabilities = predict(source, target)
-        token = np.asarray(probabilities[:, t]).argmax(-1).astype(np.int32)
+        token = np.asarray(probabilities[:, t, :vocabulary_size]).argmax(-1).astype(np.int32)
         token[ended] = 0
         output[:, t] = token
         ended |= token == end_id
@@ -378,7 +382,11 @@ def translate(model, tokenizer, source, batch_size=64):
     start, end = tokenizer.token_to_id(START), tokenizer.token_to_id(END)
     lines = []
     for first in range(0, len(source), batch_size):
-        lines += ids_to_text(tokenizer, greedy_decode(model, source[first : first + batch_size], start, end))
+        ids = greedy_decode(
+            model, source[first : first + batch_size], start, end,
+            vocabulary_size=tokenizer.vocabulary_size(),
+        )
+        lines += ids_to_text(tokenizer, ids)
     return lines
 
 
