@@ -214,23 +214,33 @@ def _check_run(out, names, final=True):
             assert 0.0 <= row["test_bleu"] <= 100.0 and 0.0 <= row["test_bleu_uncased"] <= 100.0
 
 
+# Each run traces its model afresh (10-20 s on two shared cores): the default
+# suite runs each task with Expectigrad, the slow suite with every entry.
+ENTRY_SETS = [
+    pytest.param(("expectigrad",), id="expectigrad"),
+    pytest.param(TRANSLATION_OPTIMIZERS, id="every_entry", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("entries", ENTRY_SETS)
 @pytest.mark.parametrize("name", IWSLT_TASKS)
-def test_iwslt_task_runs_every_entry_on_fake_files(name, small_iwslt, tmp_path):
-    # The pipeline with every entry (models made small: their structure is checked above).
+def test_iwslt_task_runs_on_fake_files(name, entries, small_iwslt, tmp_path):
+    # The pipeline (models made small: their structure is checked above).
     nmt._vocabulary_of.cache_clear()
     task = TASKS[name]
     assert task.optimizers == TRANSLATION_OPTIMIZERS and task.selection == "val_loss"
     assert task.scale == "full" and "Table 1" in task.stands_for
     out = run_comparison(
-        task=name, seeds=(0,), epochs=1, batch_size=16, out_dir=tmp_path,
+        task=name, optimizers=entries, seeds=(0,), epochs=1, batch_size=16, out_dir=tmp_path,
         jit_compile=False, stream=io.StringIO(), data_dir=str(small_iwslt),
     )
-    _check_run(out, task.optimizers)
+    _check_run(out, entries)
 
 
+@pytest.mark.parametrize("entries", ENTRY_SETS)
 @pytest.mark.parametrize("name", REDUCED_TASKS)
-def test_reduced_task_runs_every_entry(name, monkeypatch, tmp_path):
-    # A few generated pairs and one-layer models: the pipeline with every entry.
+def test_reduced_task_runs(name, entries, monkeypatch, tmp_path):
+    # A few generated pairs and one-layer models: the pipeline.
     monkeypatch.setattr(nmt, "SYNTHETIC_SIZES", {"train": 32, "validation": 8, "test": 8})
     monkeypatch.setitem(reduced.REDUCED_LSTM, "layers", 1)
     monkeypatch.setitem(reduced.REDUCED_LSTM, "units", 8)
@@ -238,10 +248,10 @@ def test_reduced_task_runs_every_entry(name, monkeypatch, tmp_path):
     task = TASKS[name]
     assert task.scale == "reduced" and task.optimizers == TRANSLATION_OPTIMIZERS
     out = run_comparison(
-        task=name, seeds=(0,), epochs=1, batch_size=32, out_dir=tmp_path,
+        task=name, optimizers=entries, seeds=(0,), epochs=1, batch_size=32, out_dir=tmp_path,
         jit_compile=False, stream=io.StringIO(),
     )
-    _check_run(out, task.optimizers)
+    _check_run(out, entries)
 
 
 def test_reduced_models_are_small():
