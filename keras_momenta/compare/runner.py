@@ -81,10 +81,12 @@ def _write_atomically(path, text):
 class _Checkpoint(keras.callbacks.Callback):
     """At the end of each epoch: the test metrics (at the optimizer's answer,
     which `SwapEvaluationWeights(swap_on_epoch=True)` has put in the model),
-    the history row, and a checkpoint to continue from."""
+    the history row, and a checkpoint to continue from. After the last epoch
+    (`epochs`) the row also gets `final_metrics(model)`'s values."""
 
-    def __init__(self, folder, test, history, progress, wall_time):
+    def __init__(self, folder, test, history, progress, wall_time, epochs=None, final_metrics=None):
         super().__init__()
+        self.epochs, self.final_metrics = epochs, final_metrics
         self.folder, self.test, self.history, self.progress = folder, test, history, progress
         self.wall_time = wall_time
         self.started = time.perf_counter()
@@ -94,9 +96,14 @@ class _Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         test = self.model.evaluate(self.test, verbose=0, return_dict=True)
+        if self.final_metrics is not None and epoch + 1 == self.epochs:
+            test_extra = {k: float(v) for k, v in self.final_metrics(self.model).items()}
+        else:
+            test_extra = {}
         self.wall_time += time.perf_counter() - self.started
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row.update({f"test_{k}": float(v) for k, v in test.items()})
+        row.update(test_extra)
         row["seconds"] = self.wall_time
         self.history.append(row)
         write_history(self.folder / "history.csv", self.history)
@@ -128,7 +135,8 @@ def write_history(path, rows):
 def read_history(path):
     with open(path) as f:
         return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+            # A column only some rows have (the final metrics) is empty in the others.
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
             for row in csv.DictReader(f)
         ]
 
@@ -214,7 +222,8 @@ def train_run(task, splits, run, settings, out_dir, progress, callbacks=()):
         SwapEvaluationWeights(swap_on_epoch=True),
         _Checkpoint(
             folder, evaluation_batches(task, splits.test), history, progress,
-            state.get("wall_time", 0.0),
+            state.get("wall_time", 0.0), epochs,
+            None if task.final_metrics is None else (lambda model: task.final_metrics(model, splits)),
         ),
         *callbacks,
     ]

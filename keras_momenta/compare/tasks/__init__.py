@@ -51,6 +51,10 @@ class Task:
     # model -> callbacks that `fit` runs before the runner's own (whose
     # checkpoint then holds their state), e.g. a language model's schedule.
     callbacks: Optional[Callable] = None
+    # `final_metrics(model, splits) -> {name: value}`, called once at the end
+    # of a run's last epoch with the optimizer's answer in the model; its
+    # values join the last history row (e.g. BLEU of decoded translations).
+    final_metrics: Optional[Callable] = None
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
