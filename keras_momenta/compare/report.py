@@ -55,7 +55,12 @@ def average_epoch_std(values):
 
 def summary_table(task, curves, learning_rates, sweeps, seeds, epochs):
     metric = task.metrics[0]
-    columns = ("loss", metric, f"val_{metric}", "test_loss", f"test_{metric}")
+    columns = ["loss", metric, f"val_{metric}", "test_loss", f"test_{metric}"]
+    # Metrics of the end of a run only (`Task.final_metrics`, e.g. BLEU).
+    columns += sorted({
+        key for histories in curves.values() for history in histories
+        for key in history[-1] if key.startswith("test_") and key not in columns
+    })
     lines = [
         f"# {task.name}: final metrics after {epochs} epochs",
         "",

@@ -21,7 +21,7 @@ Yogi, the paper's fifth method, is not an entry yet.
 from keras_momenta.compare import translation as nmt
 from keras_momenta.compare.tasks import Task
 
-TRANSLATION_OPTIMIZERS = ("expectigrad", "amsgrad", "adafactor", "adam")
+TRANSLATION_OPTIMIZERS = ("expectigrad", "yogi", "amsgrad", "adafactor", "adam")
 
 IWSLT_DATA = (
     "IWSLT'15 En-Vi from the Stanford NMT project (https://nlp.stanford.edu/projects/nmt/): "
