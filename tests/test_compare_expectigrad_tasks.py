@@ -20,19 +20,20 @@ from keras_momenta.compare.optimizers import OPTIMIZERS, entry
 from keras_momenta.compare.tasks import expectigrad
 
 
-def run_task(name, tmp_path, batch_size, mock_examples=4):
-    """One epoch of every entry of task `name`, seed 0; TFDS reads mock data."""
+def run_task(name, tmp_path, batch_size, mock_examples=4, optimizers=None):
+    """One epoch of every entry of task `name` (or of `optimizers`), seed 0;
+    TFDS reads mock data."""
     import tensorflow_datasets as tfds
 
     out = tmp_path / "out"
     with tfds.testing.mock_data(num_examples=mock_examples):
         run_comparison(
-            task=name, seeds=(0,), epochs=1, batch_size=batch_size, out_dir=out,
+            task=name, optimizers=optimizers, seeds=(0,), epochs=1, batch_size=batch_size, out_dir=out,
             jit_compile=False, stream=io.StringIO(), data_dir=str(tmp_path / "data"),
         )
     results = json.loads((out / "results.json").read_text())
     runs = results["runs"]
-    assert [run["run"]["entry"] for run in runs] == list(TASKS[name].optimizers)
+    assert [run["run"]["entry"] for run in runs] == list(optimizers or TASKS[name].optimizers)
     for run in runs:
         (row,) = run["history"]
         for key in ("loss", "val_loss", "test_loss", "test_accuracy"):
