@@ -109,7 +109,7 @@ TASKS = [
         stands_for="Expectigrad §4.2, Fig. 2 (right), reduced: MNIST-1D for MNIST",
         description=(
             "MNIST-1D (generated offline), the paper's MLP 40-1000-1000-10, batch 128, "
-            "150 epochs as in the paper (about a minute per run on a CPU), constant step size "
+            "150 epochs as in the paper (minutes per run on a CPU), constant step size "
             "at each method's default: is Expectigrad's training loss orders of magnitude "
             "below Adam's, RMSprop's and Adadelta's?"
         ),
