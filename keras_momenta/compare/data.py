@@ -125,17 +125,24 @@ def tfds_splits(name, data_dir=None, validation="train[-10%:]", train="train[:-1
 
     `data_dir` (else `TFDS_DATA_DIR`, else TFDS's default) is where TFDS finds
     prepared data or prepares it; `manual=True` datasets (ImageNet) are built
-    from archives the user placed in `<data_dir>/downloads/manual`.
+    from archives the user placed in `<data_dir>/downloads/manual` (TFDS's
+    `manual_dir`, passed to it explicitly).
     """
     import tensorflow_datasets as tfds
 
     data_dir = data_dir_or_default(data_dir)
     builder = tfds.builder(name, data_dir=data_dir)
-    if not (_downloads.get() or builder.is_prepared()):
+    # A dataset that needs a manual download says so itself (`manual` only documents it).
+    manual = manual or bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+    manual_dir = manual_dir_of(builder)
+    # A manual dataset is built from local archives: nothing to download.
+    if not (_downloads.get() or manual or builder.is_prepared()):
         raise MissingDataError(_missing_tfds_message(name, builder, manual, None))
     try:
         builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+            download_config=tfds.download.DownloadConfig(
+                try_download_gcs=False, manual_dir=manual_dir if manual else None
+            )
         )
     except Exception as error:  # noqa: BLE001 - every failure means the same to the user
         raise MissingDataError(_missing_tfds_message(name, builder, manual, error)) from error
@@ -148,12 +155,20 @@ def tfds_splits(name, data_dir=None, validation="train[-10%:]", train="train[:-1
     return Splits(train_ds, validation_ds, test_ds, examples)
 
 
+def manual_dir_of(builder):
+    """`<data_dir root>/downloads/manual`, TFDS's default `manual_dir`."""
+    return os.path.join(os.fspath(builder.data_dir_root), "downloads", "manual")
+
+
 def _missing_tfds_message(name, builder, manual, error):
     where = builder.data_dir
     if manual:
+        instructions = " ".join((getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "") or "").split())
         how = (
-            f"place its archives in {os.path.join(os.path.dirname(os.path.dirname(where)), 'downloads', 'manual')} "
-            "(see the TFDS catalogue page of the dataset for the file names)"
+            f"place its archives in the manual_dir {manual_dir_of(builder)} "
+            "(TFDS builds the dataset from them on first use"
+            + (f"; TFDS says: {instructions}" if instructions else "")
+            + ")"
         )
     else:
         how = (
