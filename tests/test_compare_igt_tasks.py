@@ -253,7 +253,7 @@ def test_maml_meta_gradient_is_the_second_order_gradient_through_the_inner_step(
 def test_maml_adapts_to_the_support_set_and_meta_training_reduces_the_query_loss():
     keras.utils.set_random_seed(1)
     model = maml.sinusoid_maml()
-    model.compile(optimizer=km.IGT(keras.optimizers.Adam(1e-3), tail_fraction=0.1),
+    model.compile(optimizer=km.IGT(keras.optimizers.Adam(1e-2), tail_fraction=0.1),
                   loss="mse", metrics=["mse"], jit_compile=False)
     validation = sinusoid_batches(100, 100, stream=4)
     before = model.evaluate(validation, verbose=0, return_dict=True)["loss"]
@@ -330,9 +330,10 @@ def test_synthetic_sentiment_runs_with_every_entry(tmp_path, monkeypatch):
     run_task(tmp_path, monkeypatch, "synthetic_sentiment_bilstm", 16, load=small_sentiment)
 
 
+@pytest.mark.slow
 def test_miniimagenet_maml_runs_in_the_runner(tmp_path, monkeypatch):
     """One entry with the Mini-ImageNet network (5 inner steps, 84×84) on
-    small pickled splits; all entries in the slow test below."""
+    small pickled splits (about 70 s here); all entries in the test below."""
     write_miniimagenet(tmp_path)
     load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)  # noqa: E731
     run_task(tmp_path / "out", monkeypatch, "miniimagenet_maml", 2, load=load,
@@ -354,7 +355,7 @@ def test_cifar10_resnet56_runs_with_every_entry(tmp_path):
         run_task(tmp_path, None, "cifar10_resnet56", 8)
 
 
-def test_cifar10_resnet56_reads_tfds_and_takes_a_step():
+def cifar_batch():
     import tensorflow_datasets as tfds
 
     task = TASKS["cifar10_resnet56"]
@@ -364,7 +365,23 @@ def test_cifar10_resnet56_reads_tfds_and_takes_a_step():
             lambda i, ex: task.augment(*ex, tf.stack([tf.constant(0, tf.int64), i]))
         ).batch(4)
         images, labels = next(iter(train))
-    assert images.shape == (4, 32, 32, 3) and images.dtype == tf.float32
+        test_images, _ = next(iter(splits.test.batch(4)))
+    return images, labels, test_images
+
+
+def test_cifar10_resnet56_reads_tfds_standardised():
+    images, labels, test_images = cifar_batch()
+    assert images.shape == test_images.shape == (4, 32, 32, 3) and images.dtype == tf.float32
+    for batch in (images, test_images):
+        np.testing.assert_allclose(np.mean(batch, axis=(1, 2, 3)), 0.0, atol=1e-4)
+    assert labels.shape == (4,)
+
+
+@pytest.mark.slow
+def test_cifar10_resnet56_takes_a_step():
+    """ResNet-56 compiles and takes an IGT step (about 2 minutes here)."""
+    images, labels, _ = cifar_batch()
+    task = TASKS["cifar10_resnet56"]
     model = task.build_model()
     model.compile(optimizer=km.IGT(keras.optimizers.SGD(0.1)), loss=task.loss, jit_compile=False)
     loss = model.train_on_batch(images, labels)
