@@ -333,9 +333,9 @@ def test_synthetic_sentiment_runs_with_every_entry(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_miniimagenet_maml_runs_in_the_runner(tmp_path, monkeypatch):
     """One entry with the Mini-ImageNet network (5 inner steps, 84×84) on
-    small pickled splits (about 70 s here); all entries in the test below."""
+    small pickled splits (about 45 s here); all entries in the test below."""
     write_miniimagenet(tmp_path)
-    load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)  # noqa: E731
+    load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)
     run_task(tmp_path / "out", monkeypatch, "miniimagenet_maml", 2, load=load,
              data_dir=str(tmp_path), optimizers=["adam_ita"])
 
@@ -343,7 +343,7 @@ def test_miniimagenet_maml_runs_in_the_runner(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_miniimagenet_maml_runs_with_every_entry(tmp_path, monkeypatch):
     write_miniimagenet(tmp_path)
-    load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)  # noqa: E731
+    load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)
     run_task(tmp_path / "out", monkeypatch, "miniimagenet_maml", 2, load=load, data_dir=str(tmp_path))
 
 
@@ -379,7 +379,7 @@ def test_cifar10_resnet56_reads_tfds_standardised():
 
 @pytest.mark.slow
 def test_cifar10_resnet56_takes_a_step():
-    """ResNet-56 compiles and takes an IGT step (about 2 minutes here)."""
+    """ResNet-56 compiles and takes an IGT step (45 s to 2 min here)."""
     images, labels, _ = cifar_batch()
     task = TASKS["cifar10_resnet56"]
     model = task.build_model()

@@ -80,13 +80,9 @@ def resnet_v1_cifar(depth=56, filters=(16, 32, 64), input_shape=(32, 32, 3), cla
 def weighted_layer_count(model):
     """Layers a ResNet's depth counts: 3×3 convolutions and dense layers (not
     the 1×1 projection shortcuts)."""
-    count = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
-            count += 1
-        elif isinstance(layer, keras.layers.Conv2D) and layer.kernel_size != (1, 1):
-            count += 1
-    return count
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    return len(dense) + sum(conv.kernel_size != (1, 1) for conv in convs)
 
 
 # §6.1 IMDb: sizes of Keras's example (our choice, see the module's docstring).

@@ -274,7 +274,7 @@ def miniimagenet_sampler(images, table, ways=MINIIMAGENET_WAYS, shots=MINIIMAGEN
         pixels = tf.reshape(pixels, [ways, shots + queries, *size])
         pixels = tf.cast(pixels, tf.float32) / 255.0
         labels = tf.tile(tf.range(ways, dtype=tf.int64)[:, None], [1, shots + queries])
-        flat = lambda t, k: tf.reshape(t, [ways * k, *t.shape[2:]])  # noqa: E731
+        flat = lambda t, k: tf.reshape(t, [ways * k, *t.shape[2:]])
         support = flat(pixels[:, :shots], shots), flat(labels[:, :shots], shots)
         query = flat(pixels[:, shots:], queries), flat(labels[:, shots:], queries)
         return (support[0], support[1], query[0]), query[1]
