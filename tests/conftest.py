@@ -32,6 +32,9 @@ def mirrored_strategy():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
+    config.addinivalue_line(
+        "markers", "heavy: full-size models with every entry of their task (not in CI; -m heavy)"
+    )
 
 
 def _uses_a_strategy(request):
@@ -60,11 +63,17 @@ def _clean_keras_state(request):
 
 
 def pytest_collection_modifyitems(config, items):
-    """`slow` tests run with KM_RUN_SLOW=1 or when selected with `-m slow`."""
-    if os.environ.get("KM_RUN_SLOW") == "1" or config.option.markexpr:
+    """`slow` tests run with KM_RUN_SLOW=1 (as in CI) or when selected with
+    `-m slow`; `heavy` ones with KM_RUN_HEAVY=1 or `-m heavy` only."""
+    if config.option.markexpr:
         return
-    kept = [item for item in items if "slow" not in item.keywords]
-    deselected = [item for item in items if "slow" in item.keywords]
+    skipped = set()
+    if os.environ.get("KM_RUN_HEAVY") != "1":
+        skipped.add("heavy")
+    if os.environ.get("KM_RUN_SLOW") != "1" and os.environ.get("KM_RUN_HEAVY") != "1":
+        skipped.add("slow")
+    kept = [item for item in items if not skipped & set(item.keywords)]
+    deselected = [item for item in items if skipped & set(item.keywords)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

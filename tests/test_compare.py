@@ -70,11 +70,12 @@ def test_runner_writes_histories_plots_summary_and_combined_results(tmp_path):
     assert out == tmp_path
     check_outputs(tmp_path, ["expectigrad", "adam"], (0, 1), 2)
     text = stream.getvalue()
-    assert "[4/4] adam lr 0.001 seed 1  epoch   2/2" in text and "ETA" in text
+    rate = entries.tuned_learning_rates()["mnist1d_mlp"]["adam"]  # the committed sweep's
+    assert f"[4/4] adam lr {rate:g} seed 1  epoch   2/2" in text and "ETA" in text
     assert f"Results are in {tmp_path.resolve()}" in text
     adam = final_runs(tmp_path, "adam")[0]
     assert adam["optimizer"]["class_name"] == "Adam"
-    assert adam["optimizer"]["config"]["learning_rate"] == pytest.approx(1e-3)
+    assert adam["optimizer"]["config"]["learning_rate"] == pytest.approx(rate)
 
 
 class _Interrupt(keras.callbacks.Callback):

@@ -41,7 +41,7 @@ def test_cifar_task_follows_section_6_1():
     assert nesterov.nesterov and nesterov.momentum == 0.9
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_resnet34_size_and_one_step():
     keras.utils.set_random_seed(0)
     model = TASKS["cifar10_resnet34"].build_model()
@@ -86,12 +86,12 @@ def test_seeds_share_starting_weights_but_not_batches(task_name):
 @pytest.mark.parametrize(
     "names",
     [
-        ("am1_sgd_ii", "am2_sgd"),
+        ("am2_sgd",),
         pytest.param(AMORTIZED_OPTIMIZERS, marks=pytest.mark.slow),
     ],
 )
 def test_reduced_stand_in_runs_the_entries(names, tmp_path):
-    """Two entries in the default suite (a ResNet per entry is ~20 s of
+    """One entry in the default suite (a ResNet per entry is ~20 s of
     tracing on two shared cores); every entry under `slow`."""
     task = TASKS["digits_resnet8_am"]
     assert task.scale == "reduced" and "Table 1" in task.stands_for
@@ -118,7 +118,7 @@ def test_cifar_task_reads_tfds_and_augments_from_the_seed():
     assert not np.array_equal(first[0], first[2])
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_cifar_task_runs_every_entry(tmp_path):
     import tensorflow_datasets as tfds
 

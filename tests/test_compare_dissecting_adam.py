@@ -97,30 +97,34 @@ def test_tasks_read_tfds_and_batches_follow_the_seed(task_name, shape):
         assert not np.array_equal(a, b)
 
 
-def _run_every_entry(task_name, tmp_path, batch_size):
+def _run_every_entry(task_name, tmp_path, batch_size, names=None):
     task = TASKS[task_name]
     run_comparison(
-        task=task_name, seeds=(0,), epochs=1, batch_size=batch_size, out_dir=tmp_path,
-        jit_compile=False, stream=io.StringIO(),
+        task=task_name, optimizers=names, seeds=(0,), epochs=1, batch_size=batch_size,
+        out_dir=tmp_path, jit_compile=False, stream=io.StringIO(),
     )
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [r["run"]["entry"] for r in results["runs"]] == list(task.optimizers)
+    assert [r["run"]["entry"] for r in results["runs"]] == list(names or task.optimizers)
     for record in results["runs"]:
         assert np.isfinite(record["history"][0]["loss"])
 
 
-@pytest.mark.parametrize(
-    "task_name, slow",
-    [("mnist_mlp_dissecting", False), ("cifar10_cnn", False), ("cifar100_allcnn", True)],
-)
-def test_full_tasks_run_every_entry_on_mock_data(task_name, slow, tmp_path):
+# One entry in the default suite (the mini-batch variance one, which needs
+# `km.MinibatchVarianceModel`), every entry under `slow`.
+ENTRY_SETS = [
+    pytest.param(("m_svag_mb",), id="m_svag_mb"),
+    pytest.param(None, id="every_entry", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("names", ENTRY_SETS)
+@pytest.mark.parametrize("task_name", ["mnist_mlp_dissecting", "cifar10_cnn"])
+def test_full_tasks_run_on_mock_data(task_name, names, tmp_path):
     """m_svag_mb goes through `km.MinibatchVarianceModel` with each task it is listed for."""
     import tensorflow_datasets as tfds
 
-    if slow and not getattr(test_full_tasks_run_every_entry_on_mock_data, "slow_ok", False):
-        pytest.skip("run by test_allcnn_runs_every_entry (slow)")
     with tfds.testing.mock_data(num_examples=20):
-        _run_every_entry(task_name, tmp_path, batch_size=8)
+        _run_every_entry(task_name, tmp_path, batch_size=8, names=names)
 
 
 @pytest.mark.slow
@@ -131,8 +135,11 @@ def test_allcnn_runs_every_entry(tmp_path):
         _run_every_entry("cifar100_allcnn", tmp_path, batch_size=8)
 
 
+@pytest.mark.parametrize(
+    "names", [pytest.param(("m_ssd",), id="m_ssd"), pytest.param(None, id="every_entry", marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("task_name", ["mnist1d_mlp_dissecting", "digits_cnn_dissecting", "digits_allcnn_dissecting"])
-def test_reduced_stand_ins_run_every_entry(task_name, tmp_path):
+def test_reduced_stand_ins_run(task_name, names, tmp_path):
     task = TASKS[task_name]
     assert task.scale == "reduced" and "Fig. 3" in task.stands_for
-    _run_every_entry(task_name, tmp_path, batch_size=512)
+    _run_every_entry(task_name, tmp_path, batch_size=512, names=names)

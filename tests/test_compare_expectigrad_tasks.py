@@ -136,8 +136,12 @@ def test_cifar_tasks_have_section_6s_settings():
     ("mnist1d_mlp_2x1000", 1024),  # 4 steps of the real task
     ("digits_vgg", 512),          # 3 steps of the real task
 ])
-def test_small_tasks_run_every_entry(tmp_path, name, batch_size):
-    run_task(name, tmp_path, batch_size)
+@pytest.mark.parametrize("names", [
+    pytest.param(("expectigrad",), id="expectigrad"),
+    pytest.param(None, id="every_entry", marks=pytest.mark.slow),
+])
+def test_small_tasks_run(tmp_path, name, batch_size, names):
+    run_task(name, tmp_path, batch_size, optimizers=names)
 
 
 @pytest.mark.parametrize("name", ["cifar10_vgg16", "cifar10_resnet50"])
@@ -146,7 +150,7 @@ def test_cifar_tasks_run_every_entry_on_a_stand_in_model(tmp_path, monkeypatch, 
     run_task(name, tmp_path, batch_size=2)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", ["cifar10_vgg16", "cifar10_resnet50"])
 def test_cifar_tasks_run_every_entry_with_the_real_model(tmp_path, name):
     run_task(name, tmp_path, batch_size=2)

@@ -37,6 +37,7 @@ def test_every_igt_task_uses_the_linear_schedule_and_the_papers_baselines():
     assert {t.name for t in IGT_TASKS} == {
         "cifar10_resnet56", "imdb_bilstm", "miniimagenet_maml",
         "digits_resnet8_igt", "synthetic_sentiment_bilstm", "sinusoid_maml",
+        "imagenet_resnet50_igt",  # tasks/imagenet.py
     }
     for task in IGT_TASKS:
         assert task.schedule == "linear", task.name
@@ -340,14 +341,14 @@ def test_miniimagenet_maml_runs_in_the_runner(tmp_path, monkeypatch):
              data_dir=str(tmp_path), optimizers=["adam_ita"])
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_miniimagenet_maml_runs_with_every_entry(tmp_path, monkeypatch):
     write_miniimagenet(tmp_path)
     load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)
     run_task(tmp_path / "out", monkeypatch, "miniimagenet_maml", 2, load=load, data_dir=str(tmp_path))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_cifar10_resnet56_runs_with_every_entry(tmp_path):
     import tensorflow_datasets as tfds
 
@@ -377,7 +378,7 @@ def test_cifar10_resnet56_reads_tfds_standardised():
     assert labels.shape == (4,)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_cifar10_resnet56_takes_a_step():
     """ResNet-56 compiles and takes an IGT step (45 s to 2 min here)."""
     images, labels, _ = cifar_batch()

@@ -111,7 +111,7 @@ def test_tasks_run_in_the_runner_on_a_stand_in_model(tmp_path, monkeypatch, name
              optimizers=TASKS[name].optimizers[:1])
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", NAMES)
 def test_tasks_run_every_entry_with_the_real_model(tmp_path, name):
     run_task(name, tmp_path, batch_size=2, mock_examples=2)
