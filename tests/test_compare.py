@@ -325,6 +325,27 @@ def test_command_line(tmp_path, capsys):
             main(wrong + ["--out", str(tmp_path / "x")])
 
 
+def test_the_experiments_table_covers_every_task_and_is_the_one_in_readme(capsys):
+    import pathlib
+    import re
+
+    from keras_momenta.compare import experiments
+
+    named = set()
+    for e in experiments.EXPERIMENTS:
+        assert e.verdict in experiments.VERDICTS, e.experiment
+        assert bool(e.reduced) == (e.verdict != "no reduced version"), e.experiment
+        assert bool(e.measured) == (e.verdict not in ("not run yet", "no reduced version")), e.experiment
+        named |= set(re.findall(r"--task (\w+)", e.full + " " + e.reduced))
+    assert named <= set(TASKS)
+    assert set(TASKS) - named == {"mnist1d_mlp"}  # the demo stands for no one experiment
+    main(["--experiments"])
+    printed = capsys.readouterr().out
+    assert printed == experiments.table()
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert printed in readme, "README's experiments table differs from `--experiments`"
+
+
 @pytest.mark.slow
 def test_default_run(tmp_path):
     """README's first command: the default task, optimizers, seeds and epochs."""

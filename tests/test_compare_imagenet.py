@@ -115,3 +115,12 @@ def test_tasks_run_in_the_runner_on_a_stand_in_model(tmp_path, monkeypatch, name
 @pytest.mark.parametrize("name", NAMES)
 def test_tasks_run_every_entry_with_the_real_model(tmp_path, name):
     run_task(name, tmp_path, batch_size=2, mock_examples=2)
+
+
+def test_amsgd_tasks_restart_after_each_drop_as_the_paper_does():
+    from keras_momenta.callbacks import RestartOnLearningRateDrop
+
+    for name in ("imagenet_resnet50_amsgd", "imagenet_resnet152_amsgd"):
+        (callback,) = TASKS[name].callbacks(None)
+        assert isinstance(callback, RestartOnLearningRateDrop)
+    assert TASKS["imagenet_resnet50_igt"].callbacks is None

@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from keras_momenta.compare import experiments
 from keras_momenta.compare.data import MissingDataError
 from keras_momenta.compare.optimizers import OPTIMIZERS
 from keras_momenta.compare.runner import run_comparison
@@ -31,6 +32,10 @@ def main(argv=None):
     )
     parser.add_argument("--task", default="mnist1d_mlp", choices=sorted(TASKS), metavar="TASK")
     parser.add_argument("--list", action="store_true", help="list the tasks and the data each needs")
+    parser.add_argument(
+        "--experiments", action="store_true",
+        help="print the table of the papers' experiments: commands, data, findings, verdicts",
+    )
     parser.add_argument(
         "--optimizers", nargs="+", choices=sorted(OPTIMIZERS), metavar="ENTRY",
         help="optimizer entries (default: the task's own list)",
@@ -61,6 +66,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.list:
         print(task_listing())
+        return None
+    if args.experiments:
+        print(experiments.table(), end="")
         return None
     if args.grid and not args.tune:
         parser.error("--grid is the sweep of --tune; give --tune too")

@@ -21,11 +21,12 @@ without pretrained weights. Weight decay is an L2 penalty on the kernels.
   M-SGD (Nesterov), AM1-SGD and AM2-SGD, both option II ("Here we choose to
   evaluate Option II"). 90 epochs, batch 256, ÷10 at epochs 30 and 60 and
   weight decay 1e-4 (the standard ResNet ImageNet recipe) are our reading.
-  The paper restarts AM1/AM2-SGD after each step-size drop: run with
-  `callbacks=[keras_momenta.callbacks.RestartOnLearningRateDrop()]` (a task
-  cannot carry callbacks).
+  The paper restarts AM1/AM2-SGD after each step-size drop: the tasks run
+  `keras_momenta.callbacks.RestartOnLearningRateDrop()` (which leaves the
+  other optimizers alone).
 """
 
+from keras_momenta.callbacks import RestartOnLearningRateDrop
 from keras_momenta.compare import vision
 from keras_momenta.compare.optimizers import OPTIMIZERS
 from keras_momenta.compare.tasks import Task
@@ -53,6 +54,11 @@ COMMON = dict(
     evaluation_batch_size=250,
     data=DATA,
 )
+
+
+def restart_after_drops(model):
+    del model
+    return [RestartOnLearningRateDrop()]
 
 
 def _task(**fields):
@@ -103,6 +109,7 @@ TASKS = [
         optimizers=AMORTIZED_OPTIMIZERS,
         schedule="step",
         decay_at=(1 / 3, 2 / 3),
+        callbacks=restart_after_drops,
     ),
     _task(
         name="imagenet_resnet152_amsgd",
@@ -119,5 +126,6 @@ TASKS = [
         optimizers=AMORTIZED_OPTIMIZERS,
         schedule="step",
         decay_at=(1 / 3, 2 / 3),
+        callbacks=restart_after_drops,
     ),
 ]
