@@ -341,11 +341,22 @@ def test_miniimagenet_maml_runs_in_the_runner(tmp_path, monkeypatch):
              data_dir=str(tmp_path), optimizers=["adam_ita"])
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_miniimagenet_maml_runs_with_every_entry(tmp_path, monkeypatch):
     write_miniimagenet(tmp_path)
     load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)
     run_task(tmp_path / "out", monkeypatch, "miniimagenet_maml", 2, load=load, data_dir=str(tmp_path))
+
+
+@pytest.mark.slow
+def test_cifar10_resnet56_task_runs_every_entry_on_a_stand_in_model(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from tests.test_compare_expectigrad_tasks import with_stand_in
+
+    with_stand_in(monkeypatch, "cifar10_resnet56", (32, 32, 3), 10)
+    with tfds.testing.mock_data(num_examples=16):
+        run_task(tmp_path, monkeypatch, "cifar10_resnet56", 8)
 
 
 @pytest.mark.heavy
@@ -378,7 +389,7 @@ def test_cifar10_resnet56_reads_tfds_standardised():
     assert labels.shape == (4,)
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_cifar10_resnet56_takes_a_step():
     """ResNet-56 compiles and takes an IGT step (45 s to 2 min here)."""
     images, labels, _ = cifar_batch()

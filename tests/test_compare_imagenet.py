@@ -102,13 +102,15 @@ def test_models_have_the_papers_sizes_and_train(name):
     one_step(model, "sgd", (224, 224, 3), 1000, batch=1)
 
 
+@pytest.mark.parametrize("every_entry", [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", NAMES)
-def test_tasks_run_in_the_runner_on_a_stand_in_model(tmp_path, monkeypatch, name):
-    """The task's data, augmentation and schedule through the runner, with its
-    first entry and a one-layer model (every entry with the real model: slow)."""
+def test_tasks_run_in_the_runner_on_a_stand_in_model(tmp_path, monkeypatch, name, every_entry):
+    """The task's data, augmentation, schedule and callbacks through the
+    runner with a one-layer model: its first entry by default, every entry
+    under `slow` (with the real model: `heavy`)."""
     with_stand_in(monkeypatch, name, (224, 224, 3), 1000)
     run_task(name, tmp_path, batch_size=2, mock_examples=2,
-             optimizers=TASKS[name].optimizers[:1])
+             optimizers=None if every_entry else TASKS[name].optimizers[:1])
 
 
 @pytest.mark.heavy

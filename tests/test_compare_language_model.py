@@ -169,6 +169,7 @@ TINY = dict(embedding=4, hidden=(8, 8))
         ("characters_lstm", LANGUAGE_MODEL_OPTIMIZERS[-1:]),
         pytest.param("characters_lstm", LANGUAGE_MODEL_OPTIMIZERS, marks=pytest.mark.slow),
         ("ptb_lstm", ("nt_asgd",)),
+        pytest.param("ptb_lstm", LANGUAGE_MODEL_OPTIMIZERS, marks=pytest.mark.slow),
     ],
 )
 def test_language_model_tasks_run_and_report_perplexity(task_name, names, tmp_path, monkeypatch):
