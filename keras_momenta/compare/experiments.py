@@ -52,7 +52,11 @@ EXPERIMENTS = (
         "`--task mnist_mlp`", "TFDS mnist", "`--task mnist1d_mlp_2x1000 --no-xla`",
         "Expectigrad's training loss ends several orders of magnitude below RMSprop's, "
         "Adadelta's and Adam's.",
-        "", "not run yet",
+        "At TensorFlow's defaults, 3 seeds: final training loss Expectigrad 3.5e-4, Adam "
+        "1.5e-4, RMSprop 8.1e-5 (all at 100% training accuracy), Adadelta 1.94 (α = 1e-3 "
+        "barely moves it); test accuracy 0.661, 0.662, 0.668, 0.232. Expectigrad is 2–4× "
+        "above Adam and RMSprop, not orders of magnitude below.",
+        "not reproduced", "benchmarks/results/tasks/mnist1d_mlp_2x1000/",
     ),
     Experiment(
         "Expectigrad", "CIFAR-10 VGG-16 and ResNet-50, 250 epochs (Fig. 3)",
@@ -222,8 +226,9 @@ def table():
     ]
     for e in EXPERIMENTS:
         full = f"{e.full}; {e.data}" if e.full else "—"
+        verdict = f"{e.verdict} ([results]({e.results}))" if e.results else e.verdict
         lines.append(
             f"| {e.paper} | {e.experiment} | {full} | {e.reduced or '—'} | {e.finding} "
-            f"| {e.measured or '—'} | {e.verdict} |"
+            f"| {e.measured or '—'} | {verdict} |"
         )
     return "\n".join(lines) + "\n"

@@ -77,7 +77,7 @@ def summary_table(task, curves, learning_rates, sweeps, seeds, epochs):
         cells = [f"{learning_rates[name]:g}"]
         for column in columns:
             final = stacked(histories, column)[:, -1]
-            cells.append(f"{final.mean():.4f} ± {final.std():.4f}")
+            cells.append(f"{final.mean():.4g} ± {final.std():.2g}")
         cells.append(f"{average_epoch_std(stacked(histories, f'test_{metric}')):.4f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if sweeps:
