@@ -13,7 +13,7 @@ gradient and drift to +∞; Expectigrad's arithmetic mean keeps it.
 Every method uses the same hyperparameters: α = 0.1, β₁ = β = 0.9,
 β₂ = ρ = 0.99, ε = 1e-8, x₀ = 0.
 
-    python benchmarks/reddi.py [--steps 1000000] [--out benchmarks/results]
+    python benchmarks/reddi.py [--steps 1000000] [--learning-rate 0.1] [--out benchmarks/results]
 """
 
 import argparse
@@ -32,14 +32,12 @@ LEARNING_RATE, BETA_1, BETA_2, EPSILON = 0.1, 0.9, 0.99, 1e-8
 PERIOD, BIG, SMALL, PROBABILITY = 101, 1010.0, -10.0, 0.01
 
 OPTIMIZERS = {
-    "Adam": lambda: keras.optimizers.Adam(LEARNING_RATE, BETA_1, BETA_2, epsilon=EPSILON),
-    "RMSprop": lambda: keras.optimizers.RMSprop(LEARNING_RATE, rho=BETA_2, epsilon=EPSILON),
-    "Adadelta": lambda: keras.optimizers.Adadelta(LEARNING_RATE, rho=BETA_2, epsilon=EPSILON),
-    "AMSGrad": lambda: keras.optimizers.Adam(
-        LEARNING_RATE, BETA_1, BETA_2, epsilon=EPSILON, amsgrad=True
-    ),
-    "Yogi": lambda: Yogi(LEARNING_RATE, BETA_1, BETA_2, epsilon=EPSILON),
-    "Expectigrad": lambda: km.Expectigrad(LEARNING_RATE, beta=BETA_1, epsilon=EPSILON),
+    "Adam": lambda lr: keras.optimizers.Adam(lr, BETA_1, BETA_2, epsilon=EPSILON),
+    "RMSprop": lambda lr: keras.optimizers.RMSprop(lr, rho=BETA_2, epsilon=EPSILON),
+    "Adadelta": lambda lr: keras.optimizers.Adadelta(lr, rho=BETA_2, epsilon=EPSILON),
+    "AMSGrad": lambda lr: keras.optimizers.Adam(lr, BETA_1, BETA_2, epsilon=EPSILON, amsgrad=True),
+    "Yogi": lambda lr: Yogi(lr, BETA_1, BETA_2, epsilon=EPSILON),
+    "Expectigrad": lambda lr: km.Expectigrad(lr, beta=BETA_1, epsilon=EPSILON),
 }
 
 
@@ -75,13 +73,14 @@ def steps_to_reach(xs, target=-1.0):
     return int(last_above + 2) if last_above + 1 < len(xs) else None
 
 
-def run(steps, seeds=(0, 1, 2, 3, 4), names=None):
+def run(steps, seeds=(0, 1, 2, 3, 4), names=None, learning_rate=LEARNING_RATE):
     """{(problem, name): [trajectory per seed]}; the online problem has one."""
     results = {}
     for name in names or OPTIMIZERS:
-        results["online", name] = [trajectory(OPTIMIZERS[name](), gradients("online", steps))]
+        make = OPTIMIZERS[name]
+        results["online", name] = [trajectory(make(learning_rate), gradients("online", steps))]
         results["stochastic", name] = [
-            trajectory(OPTIMIZERS[name](), gradients("stochastic", steps, seed)) for seed in seeds
+            trajectory(make(learning_rate), gradients("stochastic", steps, seed)) for seed in seeds
         ]
     return results
 
@@ -133,14 +132,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
+                        help="α of every method (default 0.1)")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = run(args.steps, args.seeds)
+    results = run(args.steps, args.seeds, learning_rate=args.learning_rate)
     text = table(results, args.steps)
-    (out / "reddi.md").write_text(text)
-    plot(results, out / "reddi.png")
+    suffix = "" if args.learning_rate == LEARNING_RATE else f"_lr{args.learning_rate:g}"
+    (out / f"reddi{suffix}.md").write_text(text)
+    plot(results, out / f"reddi{suffix}.png")
     print(text)
     print(f"Plot and table in {out.resolve()}")
 
