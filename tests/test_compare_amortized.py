@@ -118,26 +118,17 @@ def test_cifar_task_reads_tfds_and_augments_from_the_seed():
     assert not np.array_equal(first[0], first[2])
 
 
-@pytest.mark.slow
-def test_cifar_task_runs_every_entry_on_a_stand_in_model(tmp_path, monkeypatch):
+@pytest.mark.parametrize("model", [
+    pytest.param("stand_in", marks=pytest.mark.slow),
+    pytest.param("resnet34", marks=pytest.mark.heavy),
+])
+def test_cifar_task_runs_every_entry(tmp_path, monkeypatch, model):
     import tensorflow_datasets as tfds
 
     from tests.test_compare_expectigrad_tasks import with_stand_in
 
-    with_stand_in(monkeypatch, "cifar10_resnet34", (32, 32, 3), 10)
-    with tfds.testing.mock_data(num_examples=20):
-        run_comparison(
-            task="cifar10_resnet34", seeds=(0,), epochs=1, batch_size=8, out_dir=tmp_path,
-            jit_compile=False, stream=io.StringIO(),
-        )
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert [r["run"]["entry"] for r in results["runs"]] == list(AMORTIZED_OPTIMIZERS)
-
-
-@pytest.mark.heavy
-def test_cifar_task_runs_every_entry(tmp_path):
-    import tensorflow_datasets as tfds
-
+    if model == "stand_in":
+        with_stand_in(monkeypatch, "cifar10_resnet34", (32, 32, 3), 10)
     with tfds.testing.mock_data(num_examples=20):
         run_comparison(
             task="cifar10_resnet34", seeds=(0,), epochs=1, batch_size=8, out_dir=tmp_path,
