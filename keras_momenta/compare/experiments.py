@@ -47,7 +47,11 @@ EXPERIMENTS = (
         "`benchmarks/expectigrad_momentum.py --batch-size 32`",
         "Bias correction is crucial (uncorrected inner momentum is worst); outer momentum is "
         "at least as good as bias-corrected inner at every β, more so as β → 1.",
-        "", "not run yet",
+        "MNIST-1D MLP, one epoch of 113 steps, 3 seeds: uncorrected inner momentum falls "
+        "behind from β = 0.9 on (loss 1.97 vs 1.73 at β = 0.99, 2.28 vs 1.74 at 0.999); outer "
+        "and bias-corrected inner are equal within 0.001 at every β (std ≈ 0.02–0.03): no "
+        "widening gap.",
+        "partly", "benchmarks/results/tasks/expectigrad_momentum/",
     ),
     Experiment(
         "Expectigrad", "MNIST MLP 2×1000, 150 epochs, TensorFlow defaults (§4.2, Fig. 2 right)",
