@@ -271,3 +271,162 @@ def case_model(case, seed=0):
     """The linear model, wrapped as the case needs for `fit`."""
     model = linear_model(seed=seed)
     return case.wrap_model(model) if case.wrap_model else model
+
+
+# ------------------------------------- the results tables of benchmarks/README.md
+#
+# benchmarks/README.md holds tables copied from what the scripts in
+# benchmarks/ print (and write under benchmarks/results/). Each script's test
+# checks that the committed tables have the structure its code prints now:
+# the same header cells and the same row labels, in order. The numbers of a
+# short run differ; the structure must not. Which tables are checked, where:
+#
+#   Reddi problem (the α = 0.1 table) ..... test_reddi_benchmark.py
+#   Expectigrad's momentum forms .......... test_expectigrad_momentum_benchmark.py
+#   IGT on a noisy quadratic (both) ....... test_igt_benchmarks.py
+#   LQR policy gradient ................... test_igt_benchmarks.py
+#   Stochastic quadratic problems ......... test_dissecting_adam_benchmarks.py
+#   Variance adaptation factors ........... test_dissecting_adam_benchmarks.py (every cell)
+#   Cost of the mini-batch variance ....... test_dissecting_adam_benchmarks.py
+#   Amortized Nesterov, least squares ..... test_amortized_convex_benchmark.py
+#   Continuing training ................... test_continue_fit_benchmark.py
+#   Performance (issue #6), Performance on JAX (issue #12): update cost (XLA,
+#       no XLA), scaling, optimizer state, training throughput
+#       ................................... test_update_cost_benchmark.py
+#
+# Not checked: the tables of the "What changed ..." subsections (a history of
+# measurements, written by hand), the AM1-SGD table under "Update cost, no
+# XLA" (columns of two separate runs side by side), the Reddi table of steps
+# per step size α (cells of three runs, one per α, rearranged), and the table of "AM-SGD
+# comparison entries" (columns chosen by hand from the comparison runner's
+# summary.md, not a benchmarks/ script). `committed_tables` leaves out all
+# but the last.
+
+import dataclasses  # noqa: E402
+import pathlib  # noqa: E402
+
+BENCHMARKS_README = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "README.md"
+
+# Tables written by hand: under a heading that starts with one of these ...
+HAND_WRITTEN_SECTIONS = ("What changed",)
+# ... or with one of these first two header cells.
+HAND_WRITTEN_HEADERS = (("N", "AM1-SGD, no XLA: ms"), ("α", "Adam"))
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkdownTable:
+    heading: str  # the nearest heading above the table ("" if none)
+    header: tuple
+    rows: tuple  # of tuples of cells
+
+    @property
+    def labels(self):
+        """The first-column cells: the row names."""
+        return self.column(0)
+
+    @property
+    def row_count(self):
+        return len(self.rows)
+
+    def column(self, index):
+        return tuple(row[index] for row in self.rows)
+
+    def structure(self, label_columns=1):
+        """(header cells, the first `label_columns` cells of each row)."""
+        return self.header, tuple(row[:label_columns] for row in self.rows)
+
+    def replace(self, *pairs):
+        """This table with `old` replaced by `new` in every cell, for each
+        (old, new): a committed full run's sizes put into a short run's terms."""
+
+        def cell(text):
+            for old, new in pairs:
+                text = text.replace(old, new)
+            return text
+
+        return dataclasses.replace(
+            self,
+            header=tuple(cell(c) for c in self.header),
+            rows=tuple(tuple(cell(c) for c in row) for row in self.rows),
+        )
+
+
+def _cells(line):
+    return tuple(cell.strip() for cell in line.strip()[1:-1].split("|"))
+
+
+def _is_separator(line):
+    return re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", line.strip()) is not None
+
+
+def _markdown_lines(text):
+    """(line, heading level or 0) for every line outside fenced code blocks."""
+    fenced = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        match = re.match(r"(#+) ", line)
+        yield line, len(match.group(1)) if match else 0
+
+
+def _tables(lines):
+    """The markdown tables in (line, level) pairs, each with its heading."""
+    tables, heading, block = [], "", []
+
+    def close():
+        if len(block) >= 2 and _is_separator(block[1]):
+            header = _cells(block[0])
+            rows = tuple(_cells(line) for line in block[2:])
+            tables.append(MarkdownTable(heading, header, rows))
+        block.clear()
+
+    for line, level in lines:
+        if line.lstrip().startswith("|"):
+            block.append(line)
+            continue
+        close()
+        if level:
+            heading = line[level:].strip()
+    close()
+    return tables
+
+
+def printed_tables(text):
+    """The markdown tables in a script's printed (or written) output, in order."""
+    return _tables(_markdown_lines(text))
+
+
+def _hand_written(table):
+    return table.heading.startswith(HAND_WRITTEN_SECTIONS) or any(
+        table.header[: len(cells)] == cells for cells in HAND_WRITTEN_HEADERS
+    )
+
+
+def committed_tables(section_heading, readme=BENCHMARKS_README):
+    """The tables of the `## ` or `### ` section of benchmarks/README.md whose
+    heading is `section_heading` or, failing that, the only one that starts
+    with it; a section runs to the next heading of its level or above. Tables
+    written by hand (`HAND_WRITTEN_SECTIONS`, `HAND_WRITTEN_HEADERS`) are left out.
+    """
+    lines = list(_markdown_lines(pathlib.Path(readme).read_text(encoding="utf-8")))
+    headings = [
+        (i, level, line[level:].strip()) for i, (line, level) in enumerate(lines) if level in (2, 3)
+    ]
+    matches = [h for h in headings if h[2] == section_heading] or [
+        h for h in headings if h[2].startswith(section_heading)
+    ]
+    if len(matches) != 1:
+        found = [h[2] for h in matches]
+        raise LookupError(f"{len(matches)} sections of {readme} start with {section_heading!r}: {found}")
+    start, level, _ = matches[0]
+    end = next((i for i, lv, _ in headings if i > start and lv <= level), len(lines))
+    return [t for t in _tables(lines[start:end]) if not _hand_written(t)]
+
+
+def table_under(tables, heading):
+    """The one table of `tables` whose heading starts with `heading`."""
+    (table,) = [t for t in tables if t.heading.startswith(heading)]
+    return table

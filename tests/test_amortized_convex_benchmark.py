@@ -42,3 +42,20 @@ def test_amortization_trades_acceleration_for_variance_control(tmp_path):
     assert "high noise" not in text
     study.plot(results, tmp_path / "curves.png", record_every=50)
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_readme_table_is_what_the_script_prints(tmp_path, monkeypatch, capsys):
+    """The README's table has the header and rows (method, m) that the command
+    prints with its defaults; the runs (80 s) are replaced by constant curves.
+    Only the structure is checked."""
+    from tests.harness import committed_tables, printed_tables
+
+    def run(method, m, regime, seeds, steps, record_every=50):
+        return np.ones((len(seeds), steps // record_every))
+
+    monkeypatch.setattr(study, "run", run)
+    monkeypatch.setattr(study, "plot", lambda *args, **kwargs: None)
+    study.main(["--out", str(tmp_path)])
+    (committed,) = committed_tables("Amortized Nesterov on stochastic least squares")
+    (printed,) = printed_tables(capsys.readouterr().out)
+    assert committed.structure(2) == printed.structure(2)

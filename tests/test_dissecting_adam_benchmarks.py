@@ -115,3 +115,48 @@ def test_minibatch_cost_benchmark_runs():
     assert row["parameters"] == 40 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
     lines = minibatch_cost.table(rows).splitlines()
     assert lines[2].startswith("| small_mlp | 15,210 | 16 | no |") and "×" in lines[2]
+
+
+# ------------------------------------------------- the tables of benchmarks/README.md
+
+
+def test_readme_qp_table_is_what_the_script_prints():
+    """The header and the problem columns (spectrum, basis, ν) of every row."""
+    from tests.harness import committed_tables, printed_tables
+
+    results = {
+        (s, b, n, m): np.array([[2.0, 1.0]]) for s in qp.SPECTRA for b in qp.BASES
+        for n in qp.NOISE_LEVELS for m in ("SGD", "SSD")
+    }
+    (committed,) = committed_tables("Stochastic quadratic problems")
+    (printed,) = printed_tables(qp.table(results, 1, (0,)))
+    assert committed.structure(3) == printed.structure(3)
+
+
+def test_readme_variance_factors_table_is_what_the_script_prints():
+    """The full command is cheap and deterministic: every cell."""
+    from tests.harness import committed_tables, printed_tables
+
+    (committed,) = committed_tables("Variance adaptation factors")
+    (printed,) = printed_tables(variance_factors.table())
+    assert committed.header == printed.header and committed.rows == printed.rows
+
+
+def test_readme_minibatch_cost_table_is_what_the_script_prints(tmp_path, monkeypatch, capsys):
+    """The command's own models and XLA modes, with the timing replaced by
+    fixed rows (the README's run takes 7 minutes)."""
+    from tests.harness import committed_tables, printed_tables
+
+    def run(models, steps, repeats, xla_modes=(False, True), batch_size=None):
+        return [
+            {"model": name, "parameters": 1000, "batch": minibatch_cost.MODELS[name][2],
+             "xla": xla, "plain": 1.0, "minibatch": 2.0}
+            for name in models for xla in xla_modes
+        ]
+
+    monkeypatch.setattr(minibatch_cost, "run", run)
+    minibatch_cost.main(["--out", str(tmp_path)])
+    (committed,) = committed_tables("Cost of the mini-batch variance estimate")
+    (printed,) = printed_tables(capsys.readouterr().out)
+    assert committed.structure() == printed.structure()
+    assert committed.column(2) == printed.column(2) and committed.column(3) == printed.column(3)

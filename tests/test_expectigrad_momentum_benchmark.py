@@ -20,3 +20,20 @@ def test_forms_agree_without_momentum_and_bias_correction_matters_near_one():
     table = expectigrad_momentum.table(results, betas).splitlines()
     assert table[0] == "| β | inner | inner_bias_corrected | outer |"
     assert table[3].startswith("| 0.99 | ") and table[3].count("±") == 3
+
+
+def test_readme_table_is_what_the_script_wrote():
+    """The README's table is the committed results file, cell for cell, and has
+    the header and rows (every β of the command) that `table` prints."""
+    from tests.harness import committed_tables, printed_tables
+
+    (committed,) = committed_tables("Expectigrad's momentum forms")
+    results_file = (
+        pathlib.Path(__file__).resolve().parents[1]
+        / "benchmarks/results/tasks/expectigrad_momentum/expectigrad_momentum_mnist1d_mlp.md"
+    )
+    (written,) = printed_tables(results_file.read_text())
+    assert committed.header == written.header and committed.rows == written.rows
+    constant = {(form, beta): [1.0] for form in expectigrad_momentum.FORMS for beta in expectigrad_momentum.BETAS}
+    (printed,) = printed_tables(expectigrad_momentum.table(constant, expectigrad_momentum.BETAS))
+    assert committed.structure() == printed.structure()

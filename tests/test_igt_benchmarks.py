@@ -189,3 +189,33 @@ def test_ita_curve_is_smoother_than_sgd(lqr_run):
     _, result = lqr_run
     jitter = {name: np.abs(np.diff(costs[500:], axis=0)).mean() for name, costs in result.items()}
     assert jitter["ITA"] < 0.1 * jitter["SGD"]
+
+
+# ------------------------------------------------- the tables of benchmarks/README.md
+
+
+def test_readme_quadratic_tables_are_what_the_script_prints(quadratic_run):
+    """Both tables of the README's section have the header that
+    `igt_quadratic.table` prints for this module's run (the README's
+    settings), and its rows: every method, in order, where this run has SGD
+    and IGT only (all four would cost 13 s more)."""
+    from tests.harness import committed_tables, printed_tables
+
+    committed = committed_tables("IGT on a noisy quadratic")
+    printed = printed_tables(quadratic.table(quadratic_run))
+    assert len(committed) == len(printed) == 2
+    for mine, theirs in zip(committed, printed):
+        assert mine.header == theirs.header
+        assert mine.labels == tuple(quadratic.METHODS)
+        assert theirs.labels == tuple(name for name in mine.labels if name in quadratic_run)
+
+
+def test_readme_lqr_table_is_what_the_script_prints(lqr_run):
+    """The README's table (3000 steps, 3 seeds) against this module's run's (1000, 2)."""
+    from tests.harness import committed_tables, printed_tables
+
+    settings, result = lqr_run
+    (committed,) = committed_tables("LQR policy gradient")
+    (printed,) = printed_tables(lqr.table(result, settings))
+    sizes = ("3,000", "1,000"), ("last 300 steps", "last 100 steps"), ("(3 runs)", "(2 runs)")
+    assert committed.replace(*sizes).structure() == printed.structure()

@@ -38,3 +38,15 @@ def test_expectigrad_reaches_minus_one_and_adam_goes_the_wrong_way():
     assert min(stochastic["Adam"]) > 1.0
     table = reddi.table(results, 1_000_000)
     assert "| Adam | never |" in table
+
+
+def test_readme_table_is_what_the_script_prints():
+    """benchmarks/README.md's table has the header and rows that `reddi.table`
+    prints (every method, a 10-step run: the README's is 10⁶ steps). The
+    section's second table, steps per step size α, puts cells of three runs
+    together by hand and is not checked."""
+    from tests.harness import committed_tables, printed_tables
+
+    (committed,) = committed_tables("Reddi problem")
+    (printed,) = printed_tables(reddi.table(reddi.run(10, seeds=(0,)), 10))
+    assert committed.replace(("1,000,000", "10")).structure() == printed.structure()

@@ -1,5 +1,6 @@
 """The performance benchmark (benchmarks/update_cost.py) measures what it says."""
 
+import json
 import pathlib
 import sys
 
@@ -38,13 +39,54 @@ def test_every_package_optimizer_is_benchmarked():
     assert set(km.OPTIMIZERS.values()) <= benchmarked
 
 
-def test_tables_are_written(tmp_path):
-    update_cost.main(["--sizes", "0.01", "--repeats", "2", "--no-training", "--out", str(tmp_path)])
+# The sizes of the README's run (`update_cost.py`'s default --sizes).
+README_SIZES = ("1M", "4M", "16M", "64M")
+
+
+def _assert_update_table_matches(committed, printed):
+    """The README's update table (four sizes) against a 0.01M run's: the same
+    header, and for each size the optimizers in the same order."""
+    names = printed.column(1)
+    assert printed.labels == ("0.01M",) * len(names)
+    assert committed.header == printed.header
+    assert committed.labels == tuple(size for size in README_SIZES for _ in names)
+    assert committed.column(1) == names * len(README_SIZES)
+
+
+def test_tables_are_written(tmp_path, monkeypatch):
+    """The tables, and that benchmarks/README.md's tables have the structure
+    that they print: header cells and row labels. The training is replaced by
+    fixed rates (its table's structure does not depend on them). The README's
+    second table under "Update cost, no XLA" (AM1-SGD, columns of two runs side
+    by side) is written by hand and not checked."""
+    from tests.harness import committed_tables, printed_tables, table_under
+
+    def training_throughput(entries, build_model, steps, batch_size=128, rounds=5):
+        return {entry.name: 1.0 + i for i, entry in enumerate(entries)}
+
+    monkeypatch.setattr(update_cost, "training_throughput", training_throughput)
+    update_cost.main(["--sizes", "0.01", "--repeats", "2", "--out", str(tmp_path)])
     text = (tmp_path / "update_cost.md").read_text()
     for entry in update_cost.ENTRIES:
         assert f"| 0.01M | {entry.name} |" in text
         assert f"| {entry.name} | {entry.passes:g} |" in text
     assert "| keras Adam | 7 | 2.00 | 2 |" in text
+
+    printed = printed_tables(text)
+    for heading in ("Update cost, XLA", "Update cost, no XLA"):
+        (committed,) = committed_tables(heading)
+        _assert_update_table_matches(committed, table_under(printed, heading))
+    # One size has no scaling exponent: the run's timings at a second size.
+    timings = json.loads((tmp_path / "update_cost.json").read_text())["timings"]
+    scaling = update_cost.scaling_table({n: p + [[4 * t, 4 * s] for t, s in p] for n, p in timings.items()})
+    (committed,) = committed_tables("Scaling (XLA)")
+    assert committed.structure() == printed_tables(scaling)[0].structure()
+    for heading in ("Optimizer state", "Training throughput"):
+        (committed,) = committed_tables(heading)
+        assert committed.structure(2) == table_under(printed, heading).structure(2)
+    # JAX: the same training table (`test_tables_on_jax` runs without training).
+    (committed,) = committed_tables("Training throughput, JAX")
+    assert committed.structure(2) == table_under(printed, "Training throughput").structure(2)
 
 
 def test_large_sizes_time_each_optimizer_beside_the_baselines(tmp_path):
@@ -95,3 +137,12 @@ def test_tables_on_jax(tmp_path):
     for entry in update_cost.ENTRIES:
         assert f"| 0.01M | {entry.name} |" in text
     assert "no XLA" not in text  # JAX always compiles
+
+    # benchmarks/README.md's JAX tables have the structure that this prints.
+    from tests.harness import committed_tables, printed_tables, table_under
+
+    printed = printed_tables(text)
+    (committed,) = committed_tables("Update cost, XLA, JAX")
+    _assert_update_table_matches(committed, table_under(printed, "Update cost, XLA"))
+    (committed,) = committed_tables("Optimizer state, JAX")
+    assert committed.structure(2) == table_under(printed, "Optimizer state").structure(2)
