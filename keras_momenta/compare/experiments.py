@@ -103,7 +103,10 @@ EXPERIMENTS = (
         "`--task cifar10_resnet56`", "TFDS cifar10", "`--task digits_resnet8_igt --tune --no-xla`",
         "ITA and HB-ITA improve faster than their base methods, with much less noisy "
         "learning curves.",
-        "", "not run yet",
+        "ResNet-8 on digits, 10 epochs, linear decay, swept step sizes, 3 seeds: final test "
+        "accuracy ITA 96.4% vs SGD 97.5%, HB-ITA 97.4% vs HB 98.3% (Adam 98.2%); training "
+        "loss also higher with ITA (0.22 vs 0.063). The short run does not show IGT's gain.",
+        "not reproduced", "benchmarks/results/tasks/digits_resnet8_igt/",
     ),
     Experiment(
         "IGT", "IMDb bidirectional LSTM (§6.1)",
@@ -196,7 +199,11 @@ EXPERIMENTS = (
         "`--task digits_resnet8_am --no-xla --seeds 0 1 2 3 4`",
         "AM1-SGD and AM2-SGD reach M-SGD's accuracy with a much smaller average per-epoch "
         "std over seeds (AM1-SGD 0.31% vs M-SGD 1.00%).",
-        "", "not run yet",
+        "ResNet-8 on digits, η = 0.1, 5 seeds from one x₀: average per-epoch std of test "
+        "accuracy AM1-SGD-II 1.43%, AM2-SGD 1.34% against M-SGD 4.60% (OM-SGD 3.50%, option I "
+        "3.73%: the tail average does it); but final test accuracy 98.2% / 98.6% against "
+        "M-SGD's 99.1% (std 0.3–0.6%).",
+        "partly", "benchmarks/results/tasks/digits_resnet8_am/",
     ),
     Experiment(
         "AM-SGD", "AM1-SGD's m: accuracy against robustness (§6.1, Fig. 3a)",
