@@ -137,7 +137,11 @@ EXPERIMENTS = (
         "`--task miniimagenet_maml`", "Mini-ImageNet pickles in `DIR/mini-imagenet/`",
         "`--task sinusoid_maml --tune --no-xla`",
         "Adam-ITA (65.16%) > HB-ITA (64.57%) > Adam (63.70%) > HB (63.08%) test accuracy.",
-        "", "not run yet",
+        "Sinusoid MAML, 10 epochs of 2,000 episodes, swept step sizes, 3 seeds: final test MSE "
+        "Adam 0.497 ± 0.054 ≈ Adam-ITA 0.505 ± 0.020 < HB 0.614 < HB-ITA 0.764 (HB-ITA diverges "
+        "above 0.01); Adam-ITA's curve is the steadiest (per-epoch std 0.042 vs Adam's 0.112). "
+        "ITA does not improve on its base optimizers here.",
+        "not reproduced", "benchmarks/results/tasks/sinusoid_maml/",
     ),
     # -------------------------------------------------------- Dissecting Adam
     Experiment(
@@ -166,7 +170,11 @@ EXPERIMENTS = (
         "ADAM clearly beats M-SGD, almost entirely through the sign (M-SSD ≈ ADAM); M-SVAG "
         "improves on M-SGD but stays behind the sign-based methods. (Figs. 6–7: ADAM* and "
         "mini-batch M-SVAG behave like ADAM and M-SVAG.)",
-        "", "not run yet",
+        "MNIST-1D MLP 40-1000-500-100-10, 20 epochs, swept step sizes, 3 seeds: M-SGD is best "
+        "(training loss 0.284, test accuracy 71.0%) ahead of ADAM (0.315, 69.2%), M-SSD (0.331, "
+        "67.9%) and M-SVAG (0.595, 69.6%); ADAM* trains slower than ADAM (0.509); mini-batch "
+        "M-SVAG ≈ M-SVAG (0.565). Only M-SSD ≈ ADAM and mini-batch ≈ plain M-SVAG carry over.",
+        "not reproduced", "benchmarks/results/tasks/mnist1d_mlp_dissecting/",
     ),
     Experiment(
         "Dissecting Adam", "P2 CIFAR-10 CNN (Fig. 3)",
