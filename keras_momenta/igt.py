@@ -300,9 +300,17 @@ class IGT(OutputPointOptimizer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        inner = keras.saving.deserialize_keras_object(
-            config.pop("inner_optimizer"), custom_objects=custom_objects
-        )
+        if "inner_optimizer" not in config:
+            raise ValueError(
+                "IGT wraps another optimizer and has no default one: pass it as "
+                "`km.IGT(keras.optimizers.SGD(0.1))`, or by name as "
+                "`{'class_name': 'igt', 'config': {'inner_optimizer': 'sgd'}}`."
+            )
+        inner = config.pop("inner_optimizer")
+        if isinstance(inner, str):
+            inner = keras.optimizers.get(inner)
+        else:
+            inner = keras.saving.deserialize_keras_object(inner, custom_objects=custom_objects)
         return cls(inner, **config)
 
 
