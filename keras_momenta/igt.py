@@ -125,9 +125,9 @@ class IGT(OutputPointOptimizer):
         tail_fraction: c in (0, 1]. The authors' TensorFlow code calls 1/c its
             `tail_fraction`.
         nonnegative_momentum: clip γₜ at 0 (see above).
-        weight_decay, clipnorm, clipvalue, global_clipnorm,
-        gradient_accumulation_steps, loss_scale_factor, name: as for every
-            Keras optimizer (weight decay acts on θ).
+
+    The other arguments are Keras's shared optimizer arguments, as for every
+    Keras optimizer; weight decay acts on θ.
     """
 
     def __init__(

@@ -325,7 +325,7 @@ def test_command_line(tmp_path, capsys):
             main(wrong + ["--out", str(tmp_path / "x")])
 
 
-def test_the_experiments_table_covers_every_task_and_is_the_one_in_readme(capsys):
+def test_the_experiments_table_covers_every_task_and_is_printed(capsys):
     import pathlib
     import re
 
@@ -342,8 +342,9 @@ def test_the_experiments_table_covers_every_task_and_is_the_one_in_readme(capsys
     main(["--experiments"])
     printed = capsys.readouterr().out
     assert printed == experiments.table()
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert printed in readme, "README's experiments table differs from `--experiments`"
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for e in experiments.EXPERIMENTS:  # the docs site shows each results link (tests/test_docs.py)
+        assert not e.results or (root / e.results).exists(), e.results
 
 
 @pytest.mark.slow

@@ -238,8 +238,9 @@ EXPERIMENTS = (
 )
 
 
-def table():
-    """The README table: one row per experiment."""
+def table(link=lambda path: path):
+    """The experiments table: one row per experiment. `link` maps a
+    repository path of `results` to the link target (the docs site's pages)."""
     lines = [
         "| paper | experiment | full scale: command, data | reduced version | the paper's finding "
         "| measured here (reduced) | verdict |",
@@ -247,7 +248,7 @@ def table():
     ]
     for e in EXPERIMENTS:
         full = f"{e.full}; {e.data}" if e.full else "—"
-        verdict = f"{e.verdict} ([results]({e.results}))" if e.results else e.verdict
+        verdict = f"{e.verdict} ([results]({link(e.results)}))" if e.results else e.verdict
         lines.append(
             f"| {e.paper} | {e.experiment} | {full} | {e.reduced or '—'} | {e.finding} "
             f"| {e.measured or '—'} | {verdict} |"

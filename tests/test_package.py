@@ -1,0 +1,99 @@
+"""The release artefacts: `python -m build` makes an sdist and a wheel that
+hold every module and data file of the package, and the wheel installs into a
+clean virtual environment and trains from outside the source tree."""
+
+import pathlib
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+import pytest
+
+import keras_momenta as km
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SOURCE_FILES = sorted(
+    str(path.relative_to(ROOT))
+    for pattern in ("*.py", "*.json")
+    for path in (ROOT / "keras_momenta").rglob(pattern)
+    if "__pycache__" not in path.parts
+)
+
+SMOKE_TEST = """
+import importlib.resources, pathlib, sys
+import keras, numpy as np
+import keras_momenta as km
+assert not pathlib.Path(km.__file__).is_relative_to(pathlib.Path(sys.argv[1])), km.__file__
+assert km.__version__ == sys.argv[2]
+# keras_momenta.compare needs the compare extra: read its data file without importing it.
+assert importlib.resources.files("keras_momenta").joinpath("compare", "tuned_learning_rates.json").is_file()
+x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+y = x.sum(axis=1, keepdims=True)
+for name in sorted(km.OPTIMIZERS):
+    optimizer = km.IGT(keras.optimizers.SGD(0.01)) if name == "igt" else name
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all(), name
+    assert int(model.optimizer.iterations) == 8, name
+print("trained", len(km.OPTIMIZERS), "optimizers")
+"""
+
+
+@pytest.fixture(scope="module")
+def distributions(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    # No build isolation: setuptools comes from the test environment (pinned),
+    # so building needs no network.
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = out.glob("*.whl")
+    (sdist,) = out.glob("*.tar.gz")
+    return wheel, sdist
+
+
+def test_the_wheel_holds_every_module_data_file_and_the_license(distributions):
+    wheel, _ = distributions
+    assert wheel.name == f"keras_momenta-{km.__version__}-py3-none-any.whl"
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert [f for f in SOURCE_FILES if f not in names] == []
+    assert not [name for name in names if name.startswith("tests/")]
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+
+
+def test_the_sdist_holds_the_sources_readme_license_and_constraints(distributions):
+    _, sdist = distributions
+    prefix = f"keras_momenta-{km.__version__}/"
+    names = {name.removeprefix(prefix) for name in tarfile.open(sdist).getnames()}
+    assert [f for f in SOURCE_FILES if f not in names] == []
+    assert {"README.md", "LICENSE", "setup.cfg", "pyproject.toml", "constraints.txt"} <= names
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_into_a_clean_environment_and_trains(distributions, tmp_path):
+    wheel, _ = distributions
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), str(wheel)],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = subprocess.run(
+        [str(python), "-c", SMOKE_TEST, str(ROOT), km.__version__],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    assert f"trained {len(km.OPTIMIZERS)} optimizers" in run.stdout
