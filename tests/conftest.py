@@ -33,7 +33,9 @@ def mirrored_strategy():
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
     config.addinivalue_line(
-        "markers", "heavy: full-size models with every entry of their task (not in CI; -m heavy)"
+        "markers",
+        "heavy: not in CI (-m heavy): every comparison task with every optimizer entry, "
+        "on stand-in and on full-size models",
     )
 
 

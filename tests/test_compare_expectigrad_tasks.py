@@ -138,7 +138,7 @@ def test_cifar_tasks_have_section_6s_settings():
 ])
 @pytest.mark.parametrize("names", [
     pytest.param(("expectigrad",), id="expectigrad"),
-    pytest.param(None, id="every_entry", marks=pytest.mark.slow),
+    pytest.param(None, id="every_entry", marks=pytest.mark.heavy),
 ])
 def test_small_tasks_run(tmp_path, name, batch_size, names):
     run_task(name, tmp_path, batch_size, optimizers=names)

@@ -316,7 +316,7 @@ def small_digits(data_dir=None):
                                validation=splits.validation.take(16), test=splits.test.take(16))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_digits_resnet8_runs_with_every_entry(tmp_path, monkeypatch):
     run_task(tmp_path, monkeypatch, "digits_resnet8_igt", 12, load=small_digits)
 
@@ -326,12 +326,12 @@ def small_sentiment(data_dir=None):
     return data.from_arrays((x[20:], y[20:]), (x[:20], y[:20]))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_synthetic_sentiment_runs_with_every_entry(tmp_path, monkeypatch):
     run_task(tmp_path, monkeypatch, "synthetic_sentiment_bilstm", 16, load=small_sentiment)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_miniimagenet_maml_runs_in_the_runner(tmp_path, monkeypatch):
     """One entry with the Mini-ImageNet network (5 inner steps, 84×84) on
     small pickled splits (about 45 s here); all entries in the test below."""
@@ -341,14 +341,14 @@ def test_miniimagenet_maml_runs_in_the_runner(tmp_path, monkeypatch):
              data_dir=str(tmp_path), optimizers=["adam_ita"])
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_miniimagenet_maml_runs_with_every_entry(tmp_path, monkeypatch):
     write_miniimagenet(tmp_path)
     load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)
     run_task(tmp_path / "out", monkeypatch, "miniimagenet_maml", 2, load=load, data_dir=str(tmp_path))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_cifar10_resnet56_task_runs_every_entry_on_a_stand_in_model(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
@@ -389,7 +389,7 @@ def test_cifar10_resnet56_reads_tfds_standardised():
     assert labels.shape == (4,)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_cifar10_resnet56_takes_a_step():
     """ResNet-56 compiles and takes an IGT step (45 s to 2 min here)."""
     images, labels, _ = cifar_batch()
@@ -400,7 +400,7 @@ def test_cifar10_resnet56_takes_a_step():
     assert np.isfinite(loss)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_imdb_bilstm_runs_with_every_entry(tmp_path):
     import tensorflow_datasets as tfds
 

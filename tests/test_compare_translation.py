@@ -218,7 +218,7 @@ def _check_run(out, names, final=True):
 # suite runs each task with Expectigrad, the slow suite with every entry.
 ENTRY_SETS = [
     pytest.param(("expectigrad",), id="expectigrad"),
-    pytest.param(TRANSLATION_OPTIMIZERS, id="every_entry", marks=pytest.mark.slow),
+    pytest.param(TRANSLATION_OPTIMIZERS, id="every_entry", marks=pytest.mark.heavy),
 ]
 
 
@@ -290,7 +290,7 @@ def test_final_metrics_join_the_last_row_only(monkeypatch, tmp_path):
 # ------------------------------------------------------------ trained model
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_greedy_decoding_of_trained_reduced_transformer_reaches_high_bleu():
     keras.utils.set_random_seed(0)
     splits = nmt.synthetic()
