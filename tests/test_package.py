@@ -1,8 +1,12 @@
 """The release artefacts: `python -m build` makes an sdist and a wheel that
 hold every module and data file of the package, and the wheel installs into a
-clean virtual environment and trains from outside the source tree."""
+clean virtual environment and trains from outside the source tree; the
+oldest TensorFlow setup.cfg admits installs beside the package and passes
+the float64 references."""
 
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -74,18 +78,24 @@ def test_the_sdist_holds_the_sources_readme_license_and_constraints(distribution
     assert {"README.md", "LICENSE", "setup.cfg", "pyproject.toml", "constraints.txt"} <= names
 
 
-@pytest.mark.slow
-def test_the_wheel_installs_into_a_clean_environment_and_trains(distributions, tmp_path):
-    wheel, _ = distributions
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
+def _clean_environment(directory, constraints, *requirements):
+    """A new virtual environment holding `requirements` within `constraints`;
+    returns its Python."""
+    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
+    python = directory / "bin" / "python"
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), str(wheel)],
+        [str(python), "-m", "pip", "install", "-q", "-c", str(constraints), *map(str, requirements)],
         capture_output=True,
         text=True,
     )
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    return python
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_into_a_clean_environment_and_trains(distributions, tmp_path):
+    wheel, _ = distributions
+    python = _clean_environment(tmp_path / "venv", ROOT / "constraints.txt", wheel)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     run = subprocess.run(
@@ -97,3 +107,48 @@ def test_the_wheel_installs_into_a_clean_environment_and_trains(distributions, t
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     assert f"trained {len(km.OPTIMIZERS)} optimizers" in run.stdout
+
+
+OLDEST_TENSORFLOW = "2.20.0"
+
+
+@pytest.mark.slow
+def test_the_oldest_tensorflow_admitted_installs_and_passes_the_references(distributions, tmp_path):
+    """tf-models-official 2.20 pins TensorFlow 2.20: the package must install
+    beside it (pip resolves setup.cfg's range) and compute the same updates."""
+    wheel, _ = distributions
+    constraints = tmp_path / "constraints.txt"
+    pinned = (ROOT / "constraints.txt").read_text()
+    assert "\ntensorflow==" in pinned
+    constraints.write_text(
+        re.sub(r"(?m)^tensorflow==.*$", f"tensorflow=={OLDEST_TENSORFLOW}", pinned)
+        # tensorflow-text follows TensorFlow's minor version; the tests do not need it.
+        .replace("\ntensorflow-text==", "\n# tensorflow-text==")
+    )
+    python = _clean_environment(tmp_path / "venv", constraints, wheel, "pytest")
+    run = subprocess.run(
+        [
+            str(python), "-m", "pytest", "-q",
+            # The source tree's tests against the installed package: run from
+            # a copy of tests/ so that `import keras_momenta` finds the wheel.
+            "tests/test_conformance.py",
+            "-k", "matches_reference_for_200_steps",
+        ],
+        cwd=_copy_of_tests(tmp_path / "checkout"),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
+    assert re.search(r"\b\d{2,} passed", run.stdout), run.stdout[-2000:]
+    version = subprocess.run(
+        [str(python), "-c", "import tensorflow as tf; print(tf.__version__)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert version.stdout.strip() == OLDEST_TENSORFLOW
+
+
+def _copy_of_tests(directory):
+    shutil.copytree(ROOT / "tests", directory / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "setup.cfg", directory)
+    return directory
