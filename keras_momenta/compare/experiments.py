@@ -114,7 +114,12 @@ EXPERIMENTS = (
         "`--task synthetic_sentiment_bilstm --tune --no-xla`",
         "HB-ITA trains like HB but reaches better validation and test accuracy; Adam-ITA "
         "performs like Adam.",
-        "", "not run yet",
+        "Synthetic sentiment (20-token reviews with negation), BiLSTM 16, 5 epochs, linear "
+        "decay, swept step sizes, 3 seeds: Adam-ITA ≈ Adam (test accuracy 96.5 ± 1.6% vs "
+        "97.1 ± 1.9%) and ITA ≈ SGD (93.4% vs 93.3%), but HB-ITA is below HB (91.6% vs "
+        "93.7%, training loss 0.229 vs 0.158). ITA's curves are the steadiest (per-epoch std "
+        "of test accuracy 0.8% vs SGD's 4.0%).",
+        "partly", "benchmarks/results/tasks/synthetic_sentiment_bilstm/",
     ),
     Experiment(
         "IGT", "ImageNet ResNet-50, batch 1024 (§6.1, Fig. 4)",
@@ -180,7 +185,13 @@ EXPERIMENTS = (
         "Dissecting Adam", "P2 CIFAR-10 CNN (Fig. 3)",
         "`--task cifar10_cnn`", "TFDS cifar10", "`--task digits_cnn_dissecting --tune --no-xla`",
         "The sign-based methods (M-SSD, ADAM) win; variance adaptation adds little to either "
-        "M-SGD or M-SSD.", "", "not run yet",
+        "M-SGD or M-SSD.",
+        "Digits CNN, 40 epochs, swept step sizes, 3 seeds: the sign-based methods train "
+        "fastest (final training loss ADAM 0.207 ≈ M-SSD 0.213, ADAM* 0.244, against M-SVAG "
+        "0.337 and M-SGD 0.388; mini-batch M-SVAG 0.649), and variance adaptation adds little "
+        "to M-SSD (ADAM ≈ M-SSD); but on test accuracy M-SGD (97.1 ± 1.9%) ≈ M-SSD (96.9%) "
+        "≥ ADAM (96.0%) > M-SVAG (91.9%).",
+        "partly", "benchmarks/results/tasks/digits_cnn_dissecting/",
     ),
     Experiment(
         "Dissecting Adam", "P3 CIFAR-100 All-CNN-C (Fig. 3)",
