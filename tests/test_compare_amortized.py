@@ -13,7 +13,8 @@ from keras_momenta.compare import TASKS, run_comparison
 from keras_momenta.compare.optimizers import make_optimizer
 from keras_momenta.compare.runner import training_batches
 from keras_momenta.compare.tasks import amortized_nesterov
-from keras_momenta.compare.tasks.amortized_nesterov import AMORTIZED_OPTIMIZERS
+from keras_momenta.compare.experiments import EXPERIMENTS
+from keras_momenta.compare.tasks.amortized_nesterov import AMORTIZED_OPTIMIZERS, M_SWEEP_OPTIMIZERS
 
 EXPECTED = {
     "om_sgd": (km.AM1SGD, 1, "II"),
@@ -39,6 +40,26 @@ def test_cifar_task_follows_section_6_1():
             assert (optimizer.momentum, optimizer.amortization, optimizer.option) == (0.9, m, option)
     nesterov = make_optimizer("nesterov_sgd", task, 0.1, STEPS, 90)
     assert nesterov.nesterov and nesterov.momentum == 0.9
+
+
+def test_m_sweep_is_am1_sgd_over_m_with_each_option():
+    """Fig. 3a: m = 1, 2, 5, 10, 20 for option I (m = 1: M-SGD, Nesterov) and
+    option II (m = 1: OM-SGD), β = 0.9, η = 0.1, all on the task's schedule."""
+    task = TASKS["digits_resnet8_am"]
+    swept = {}
+    for name in M_SWEEP_OPTIMIZERS:
+        optimizer = make_optimizer(name, task, 0.1, 12, task.epochs)
+        assert float(optimizer._learning_rate(0)) == pytest.approx(0.1)
+        if isinstance(optimizer, km.AM1SGD):
+            assert optimizer.momentum == 0.9
+            swept.setdefault(optimizer.option, []).append(optimizer.amortization)
+        else:
+            assert optimizer.nesterov and optimizer.momentum == 0.9
+            swept.setdefault("I", []).append(1)
+    assert swept == {"I": [1, 2, 5, 10, 20], "II": [1, 2, 5, 10, 20]}
+    (row,) = [e for e in EXPERIMENTS if "Fig. 3a" in e.experiment]
+    for command in (row.full, row.reduced):
+        assert command.endswith("--optimizers " + " ".join(M_SWEEP_OPTIMIZERS) + "`")
 
 
 @pytest.mark.heavy

@@ -153,6 +153,23 @@ OPTIMIZERS.update(_entries(
 ))
 
 
+def _am1_sgd(option, amortization):
+    return lambda lr: km.AM1SGD(lr, AM_MOMENTUM, amortization=amortization, option=option)
+
+
+# AM-SGD §6.1, Fig. 3a sweeps AM1-SGD's m with both options (m = 1 is
+# nesterov_sgd for option I and om_sgd for option II; m = 5 is above).
+AMORTIZATION_SWEEP = (2, 10, 20)
+OPTIMIZERS.update(_entries(*(
+    Entry(
+        f"am1_sgd_{option.lower()}_m{m}", f"AM1-SGD option {option} (β = 0.9, m = {m})",
+        _am1_sgd(option, m), 0.1,
+    )
+    for option in ("I", "II")
+    for m in AMORTIZATION_SWEEP
+)))
+
+
 # AM-SGD §6.3, the Penn Treebank LSTM in the AWD-LSTM setting: β = 0.99 and
 # gradient-norm clipping 0.25 for every method; the baseline is NT-ASGD
 # (Merity et al. 2018: SGD switching to averaged SGD).

@@ -23,6 +23,13 @@ from keras_momenta.compare import data, language_model, resnet
 from keras_momenta.compare.tasks import Task
 
 AMORTIZED_OPTIMIZERS = ("sgd", "nesterov_sgd", "om_sgd", "am1_sgd_i", "am1_sgd_ii", "am2_sgd")
+# §6.1, Fig. 3a: AM1-SGD over m = 1, 2, 5, 10, 20 with each option (m = 1:
+# M-SGD with option I, OM-SGD with option II), passed with --optimizers.
+M_SWEEP_OPTIMIZERS = tuple(
+    name
+    for option, m_1, m_5 in (("i", "nesterov_sgd", "am1_sgd_i"), ("ii", "om_sgd", "am1_sgd_ii"))
+    for name in (m_1, f"am1_sgd_{option}_m2", m_5, f"am1_sgd_{option}_m10", f"am1_sgd_{option}_m20")
+)
 # §6.3: the NT-ASGD baseline at η = 30; M-SGD, AM1-SGD and AM2-SGD (option II,
 # m = 5) at η = 2.5, β = 0.99; all with AWD-LSTM's gradient clipping at 0.25.
 LANGUAGE_MODEL_OPTIMIZERS = ("nt_asgd", "nesterov_sgd_lm", "am1_sgd_ii_lm", "am2_sgd_lm")
