@@ -257,7 +257,8 @@ def accumulate_squares(gradient, total, error=None, count=None):
 
     Returns [s + g²] followed, when given, by the sum's new rounding error
     (`error`: s is carried as the pair s + error, see `add_compensated`) and
-    the new count of nonzero gradients n + [g² > 0] (`count`, int32).
+    the new count of nonzero gradients n + [g² > 0] (`count`, in its own
+    dtype: int32 here, the variable's float dtype in `keras_momenta.official`).
     """
     squared = ops.square(gradient)
     if error is None:
@@ -265,7 +266,7 @@ def accumulate_squares(gradient, total, error=None, count=None):
     else:
         new = list(add_compensated(total, error, squared))
     if count is not None:
-        new.append(ops.add(count, ops.cast(ops.greater(squared, 0), "int32")))
+        new.append(ops.add(count, ops.cast(ops.greater(squared, 0), count.dtype)))
     return new
 
 

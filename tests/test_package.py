@@ -109,30 +109,31 @@ def test_the_wheel_installs_into_a_clean_environment_and_trains(distributions, t
     assert f"trained {len(km.OPTIMIZERS)} optimizers" in run.stdout
 
 
-OLDEST_TENSORFLOW = "2.20.0"
+# tf-models-official 2.20's TensorFlow and tf_keras.
+OLDEST = {"tensorflow": "2.20.0", "tf_keras": "2.20.1"}
 
 
 @pytest.mark.slow
 def test_the_oldest_tensorflow_admitted_installs_and_passes_the_references(distributions, tmp_path):
-    """tf-models-official 2.20 pins TensorFlow 2.20: the package must install
-    beside it (pip resolves setup.cfg's range) and compute the same updates."""
+    """tf-models-official 2.20 pins TensorFlow 2.20: the package, with its
+    `official` extra, must install beside it (pip resolves setup.cfg's
+    ranges) and compute the same updates."""
     wheel, _ = distributions
     constraints = tmp_path / "constraints.txt"
     pinned = (ROOT / "constraints.txt").read_text()
-    assert "\ntensorflow==" in pinned
-    constraints.write_text(
-        re.sub(r"(?m)^tensorflow==.*$", f"tensorflow=={OLDEST_TENSORFLOW}", pinned)
-        # tensorflow-text follows TensorFlow's minor version; the tests do not need it.
-        .replace("\ntensorflow-text==", "\n# tensorflow-text==")
-    )
-    python = _clean_environment(tmp_path / "venv", constraints, wheel, "pytest")
+    for name, version in OLDEST.items():
+        assert f"\n{name}==" in pinned, name
+        pinned = re.sub(rf"(?m)^{name}==.*$", f"{name}=={version}", pinned)
+    # tensorflow-text follows TensorFlow's minor version; the tests do not need it.
+    constraints.write_text(pinned.replace("\ntensorflow-text==", "\n# tensorflow-text=="))
+    python = _clean_environment(tmp_path / "venv", constraints, f"{wheel}[official]", "pytest")
     run = subprocess.run(
         [
             str(python), "-m", "pytest", "-q",
             # The source tree's tests against the installed package: run from
             # a copy of tests/ so that `import keras_momenta` finds the wheel.
-            "tests/test_conformance.py",
-            "-k", "matches_reference_for_200_steps",
+            "tests/test_conformance.py", "tests/test_official.py",
+            "-k", "matches_reference_for_200_steps or official",
         ],
         cwd=_copy_of_tests(tmp_path / "checkout"),
         capture_output=True,
@@ -140,12 +141,12 @@ def test_the_oldest_tensorflow_admitted_installs_and_passes_the_references(distr
         timeout=1200,
     )
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
-    assert re.search(r"\b\d{2,} passed", run.stdout), run.stdout[-2000:]
-    version = subprocess.run(
-        [str(python), "-c", "import tensorflow as tf; print(tf.__version__)"],
+    assert re.search(r"\b\d{2,} passed", run.stdout) and "skipped" not in run.stdout, run.stdout[-2000:]
+    versions = subprocess.run(
+        [str(python), "-c", "import tensorflow, tf_keras; print(tensorflow.__version__, tf_keras.__version__)"],
         capture_output=True, text=True, check=True,
     )
-    assert version.stdout.strip() == OLDEST_TENSORFLOW
+    assert versions.stdout.split() == list(OLDEST.values())
 
 
 def _copy_of_tests(directory):
