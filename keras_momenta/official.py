@@ -7,9 +7,10 @@ official-models builds by default, and the only kind its EMA wrapper takes)
 whose updates are computed by the same update-maths functions as the Keras 3
 classes, so the formulas exist once.
 
-Work in progress (issue #13): `Expectigrad` is here; IGT, M-SSD, M-SVAG,
-ADAM*, AM1-SGD and AM2-SGD, and the registration with
-`official.modeling.optimization`, are not yet.
+Work in progress (issue #13): `Expectigrad`, `MSSD`, `MSVAG` and `AdamStar`
+(moving-average variance) are here; IGT, AM1-SGD and AM2-SGD, the
+mini-batch variance of M-SVAG and ADAM*, and the registration with
+`official.modeling.optimization` are not yet.
 
 Differences from the Keras 3 classes: state is kept in the variable's dtype
 (`tf_keras` slots cannot have another), so Expectigrad's nonzero counter is a
@@ -20,6 +21,7 @@ their dense equivalent (the same result, at the cost of a dense update).
 
 import tensorflow as tf
 
+from keras_momenta import dissecting_adam as _dissecting_adam
 from keras_momenta import expectigrad as _expectigrad
 from keras_momenta._base import (
     check_bool,
@@ -38,7 +40,40 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 
-class Expectigrad(tf_keras.optimizers.legacy.Optimizer):
+class _LegacyOptimizer(tf_keras.optimizers.legacy.Optimizer):
+    """What the classes here share: the learning rate (a float or a
+    `tf_keras` schedule), sparse gradients applied densely, the config."""
+
+    _HAS_AGGREGATE_GRAD = True
+    # The constructor arguments besides the learning rate, kept as attributes.
+    _HYPERPARAMETERS = ()
+
+    def __init__(self, learning_rate, name, **kwargs):
+        if not isinstance(learning_rate, tf_keras.optimizers.schedules.LearningRateSchedule):
+            check_learning_rate(learning_rate)
+        super().__init__(name, **kwargs)
+        self._set_hyper("learning_rate", learning_rate)
+
+    def _step_inputs(self, var):
+        """The variable's dtype, the learning rate and the 1-based step in it."""
+        dtype = var.dtype.base_dtype
+        return dtype, self._decayed_lr(dtype), tf.cast(self.iterations + 1, dtype)
+
+    def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+        # Duplicates are summed before this is called. Every update here
+        # leaves a row with a zero gradient and no state as it is, so the
+        # dense update of the scattered gradient is the sparse one.
+        dense = tf.scatter_nd(tf.expand_dims(indices, -1), grad, tf.shape(var, out_type=indices.dtype))
+        return self._resource_apply_dense(dense, var, apply_state)
+
+    def get_config(self):
+        config = super().get_config()
+        config["learning_rate"] = self._serialize_hyperparameter("learning_rate")
+        config.update({name: getattr(self, name) for name in self._HYPERPARAMETERS})
+        return config
+
+
+class Expectigrad(_LegacyOptimizer):
     """Expectigrad (Daley & Amato, 2020, Algorithm 1) for `tf_keras`.
 
     The update, its arguments and their allowed ranges are those of
@@ -48,7 +83,7 @@ class Expectigrad(tf_keras.optimizers.legacy.Optimizer):
     legacy optimizer arguments (`clipnorm`, `clipvalue`, `global_clipnorm`).
     """
 
-    _HAS_AGGREGATE_GRAD = True
+    _HYPERPARAMETERS = ("beta", "epsilon", "sparse_counter", "momentum")
 
     def __init__(
         self,
@@ -60,14 +95,11 @@ class Expectigrad(tf_keras.optimizers.legacy.Optimizer):
         name="Expectigrad",
         **kwargs,
     ):
-        if not isinstance(learning_rate, tf_keras.optimizers.schedules.LearningRateSchedule):
-            check_learning_rate(learning_rate)
         check_in_range("beta", beta, 0.0, 1.0)
         check_positive("epsilon", epsilon)
         check_bool("sparse_counter", sparse_counter)
         check_one_of("momentum", momentum, _expectigrad.MOMENTUM_FORMS)
-        super().__init__(name, **kwargs)
-        self._set_hyper("learning_rate", learning_rate)
+        super().__init__(learning_rate, name, **kwargs)
         self.beta = float(beta)
         self.epsilon = float(epsilon)
         self.sparse_counter = sparse_counter
@@ -82,9 +114,7 @@ class Expectigrad(tf_keras.optimizers.legacy.Optimizer):
                 self.add_slot(variable, "momentum")
 
     def _resource_apply_dense(self, grad, var, apply_state=None):
-        dtype = var.dtype.base_dtype
-        learning_rate = self._decayed_lr(dtype)
-        step = tf.cast(self.iterations + 1, dtype)
+        dtype, learning_rate, step = self._step_inputs(var)
         beta = tf.constant(self.beta, dtype)
         epsilon = tf.constant(self.epsilon, dtype)
         running_sum = self.get_slot(var, "sum")
@@ -113,22 +143,107 @@ class Expectigrad(tf_keras.optimizers.legacy.Optimizer):
             step_taken = _expectigrad.normalised_step(new_momentum, new_sum, n, epsilon, rate)
         return tf.group(*updates, momentum.assign(new_momentum), var.assign_sub(step_taken))
 
-    def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
-        # Duplicates are summed before this is called; zero rows leave the
-        # sums, counts and (with beta = 0) the variable unchanged, so the dense
-        # update of the scattered gradient is the sparse one.
-        dense = tf.scatter_nd(tf.expand_dims(indices, -1), grad, tf.shape(var, out_type=indices.dtype))
-        return self._resource_apply_dense(dense, var, apply_state)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "learning_rate": self._serialize_hyperparameter("learning_rate"),
-                "beta": self.beta,
-                "epsilon": self.epsilon,
-                "sparse_counter": self.sparse_counter,
-                "momentum": self.momentum,
-            }
+class MSSD(_LegacyOptimizer):
+    """M-SSD (Balles & Hennig, 2018, Algorithm 1) for `tf_keras`:
+    m ← μ·m + g, θ ← θ − α·sign(m); SSD with `momentum=0`. As
+    `keras_momenta.MSSD`, computed by `keras_momenta.dissecting_adam.summed_momentum`.
+    """
+
+    _HYPERPARAMETERS = ("momentum",)
+
+    def __init__(self, learning_rate=1e-3, momentum=0.9, name="MSSD", **kwargs):
+        check_in_range("momentum", momentum, 0.0, 1.0)
+        super().__init__(learning_rate, name, **kwargs)
+        self.momentum = float(momentum)
+
+    def _create_slots(self, var_list):
+        if self.momentum > 0:
+            for variable in var_list:
+                self.add_slot(variable, "momentum")
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        dtype, learning_rate, _ = self._step_inputs(var)
+        if self.momentum == 0:
+            return var.assign_sub(learning_rate * tf.sign(grad))
+        momentum = self.get_slot(var, "momentum")
+        new_momentum = _dissecting_adam.summed_momentum(momentum, grad, tf.constant(self.momentum, dtype))
+        return tf.group(momentum.assign(new_momentum), var.assign_sub(learning_rate * tf.sign(new_momentum)))
+
+
+class _VarianceAdapted(_LegacyOptimizer):
+    """M-SVAG and ADAM* with the moving-average variance estimate
+    (`keras_momenta.dissecting_adam.moving_average_statistics`, Algorithm 2)."""
+
+    _HYPERPARAMETERS = ("momentum", "variance")
+
+    def __init__(self, learning_rate, momentum, variance, name, **kwargs):
+        check_in_range("momentum", momentum, 0.0, 1.0)
+        check_one_of("variance", variance, _dissecting_adam.VARIANCE_MODES)
+        if variance == "minibatch":
+            raise ValueError(
+                "`variance='minibatch'` needs per-example gradients, which only the "
+                "Keras 3 classes collect (keras_momenta.MinibatchVarianceModel); with "
+                "tf_keras use variance='moving_average'."
+            )
+        super().__init__(learning_rate, name, **kwargs)
+        self.momentum = float(momentum)
+        self.variance = variance
+
+    def _create_slots(self, var_list):
+        for variable in var_list:
+            self.add_slot(variable, "momentum")
+            self.add_slot(variable, "variance")
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        dtype, learning_rate, step = self._step_inputs(var)
+        mean, excess = self.get_slot(var, "momentum"), self.get_slot(var, "variance")
+        new_mean, new_excess, kappa = _dissecting_adam.moving_average_statistics(
+            mean, excess, grad, tf.constant(self.momentum, dtype), step
         )
-        return config
+        direction = self._direction(new_mean, self._variance_of_mean(kappa, new_excess, dtype))
+        return tf.group(
+            mean.assign(new_mean), excess.assign(new_excess), var.assign_sub(learning_rate * direction)
+        )
+
+    def _variance_of_mean(self, kappa, excess, dtype):
+        return kappa * excess
+
+
+class MSVAG(_VarianceAdapted):
+    """M-SVAG (Balles & Hennig, 2018, Algorithm 2) for `tf_keras`, as
+    `keras_momenta.MSVAG` with `variance="moving_average"` (and
+    `released_code`), computed by `keras_momenta.dissecting_adam`'s
+    `moving_average_statistics` and `msvag_direction`."""
+
+    _HYPERPARAMETERS = ("momentum", "variance", "released_code")
+
+    def __init__(
+        self, learning_rate=0.01, momentum=0.9, variance="moving_average", released_code=False,
+        name="MSVAG", **kwargs,
+    ):
+        check_bool("released_code", released_code)
+        super().__init__(learning_rate, momentum, variance, name, **kwargs)
+        self.released_code = released_code
+
+    def _variance_of_mean(self, kappa, excess, dtype):
+        if not self.released_code:
+            return super()._variance_of_mean(kappa, excess, dtype)
+        cap = tf.constant(_dissecting_adam.RELEASED_RHO_CAP, dtype)
+        return _dissecting_adam.released_variance_of_mean(kappa, excess, cap)
+
+    def _direction(self, m, variance_of_m):
+        return _dissecting_adam.msvag_direction(m, variance_of_m)
+
+
+class AdamStar(_VarianceAdapted):
+    """ADAM* (Balles & Hennig, 2018, Section 5) for `tf_keras`, as
+    `keras_momenta.AdamStar` with `variance="moving_average"`, computed by
+    `keras_momenta.dissecting_adam`'s `moving_average_statistics` and
+    `adamstar_direction`."""
+
+    def __init__(self, learning_rate=1e-3, momentum=0.9, variance="moving_average", name="AdamStar", **kwargs):
+        super().__init__(learning_rate, momentum, variance, name, **kwargs)
+
+    def _direction(self, m, variance_of_m):
+        return _dissecting_adam.adamstar_direction(m, variance_of_m)
