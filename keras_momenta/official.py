@@ -13,10 +13,13 @@ mini-batch variance of M-SVAG and ADAM*, and the registration with
 `official.modeling.optimization` are not yet.
 
 Differences from the Keras 3 classes: state is kept in the variable's dtype
-(`tf_keras` slots cannot have another), so Expectigrad's nonzero counter is a
-float count (exact to 2²⁴ steps for float32 variables) and its float32 sum of
-squares carries no rounding-error term; row-sparse gradients are applied as
-their dense equivalent (the same result, at the cost of a dense update).
+(`tf_keras` slots cannot have another: float16 variables get float16 state;
+under mixed precision the variables are float32), so Expectigrad's nonzero
+counter is a float count and its float32 sum of squares carries no
+rounding-error term: for float32 variables both stop growing after about
+2²⁴ steps, where the Keras 3 class keeps counting. Row-sparse gradients are
+applied as their dense equivalent, the result the Keras 3 classes give them
+too, at the cost of a dense update.
 """
 
 import tensorflow as tf
@@ -60,9 +63,8 @@ class _LegacyOptimizer(tf_keras.optimizers.legacy.Optimizer):
         return dtype, self._decayed_lr(dtype), tf.cast(self.iterations + 1, dtype)
 
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
-        # Duplicates are summed before this is called. Every update here
-        # leaves a row with a zero gradient and no state as it is, so the
-        # dense update of the scattered gradient is the sparse one.
+        # Duplicates are summed before this is called; the Keras 3 classes
+        # give a row-sparse gradient the result of its dense equivalent.
         dense = tf.scatter_nd(tf.expand_dims(indices, -1), grad, tf.shape(var, out_type=indices.dtype))
         return self._resource_apply_dense(dense, var, apply_state)
 
