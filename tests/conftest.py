@@ -53,11 +53,12 @@ def _clean_keras_state(request):
     `tf.distribute` strategy: the distributed iterators and functions of
     earlier tests must be finalised before such a test, not by Python's own
     collector while it runs (that crashed a worker, and once gave wrong
-    weights, in `test_mirrored_strategy_matches_single_device`). For the same
-    reason the collector is off while such a test runs: a collection that
-    finalises an iterator of the test's own previous epoch crashed a worker
-    in `Model.fit` (a segmentation fault in TensorFlow, about once in 2,000
-    tests; those tests are also rerun once after a crash, see below).
+    weights, in `test_mirrored_strategy_matches_single_device`). The
+    collector is also off while such a test runs: a worker still crashed
+    once in `Model.fit` there (a segmentation fault in TensorFlow, once in a
+    CI run), and a collection finalising an iterator mid-test is our reading
+    of it, not a proven cause; those tests are also rerun once after a crash
+    (see below).
     """
     strategy_test = _uses_a_strategy(request)
     if strategy_test:
