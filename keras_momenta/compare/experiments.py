@@ -73,7 +73,13 @@ EXPERIMENTS = (
         "`--task digits_vgg --tune --no-xla`",
         "Expectigrad reaches lower training loss and top-1 error than AdaGrad, Adam, AMSGrad "
         "and Yogi.",
-        "", "not run yet",
+        "Small VGG on digits, 100 epochs, swept step sizes (the 144 validation images tie "
+        "several), 3 seeds: final training loss AMSGrad 8.9e-5 < Expectigrad 2.0e-4 < Yogi "
+        "5.8e-4 < Adam 7.2e-3 < AdaGrad 0.082; test accuracy Adam 99.4%, Yogi 99.3%, "
+        "Expectigrad 99.2%, AMSGrad 98.9%, AdaGrad 98.5% (one to three of 360 images apart). "
+        "Expectigrad trains faster than three of the four, not than AMSGrad; test error does "
+        "not separate them.",
+        "partly", "benchmarks/results/tasks/digits_vgg/",
     ),
     Experiment(
         "Expectigrad", "IWSLT'15 En–Vi, LSTM, BLEU (Table 1)",
