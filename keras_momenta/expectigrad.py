@@ -119,10 +119,7 @@ class Expectigrad(MomentaOptimizer):
         name="expectigrad",
         **kwargs,
     ):
-        check_in_range("beta", beta, 0.0, 1.0)
-        check_positive("epsilon", epsilon)
-        check_bool("sparse_counter", sparse_counter)
-        check_one_of("momentum", momentum, MOMENTUM_FORMS)
+        check_arguments(beta, epsilon, sparse_counter, momentum)
         super().__init__(
             learning_rate=learning_rate,
             **keras_arguments(locals()),
@@ -247,6 +244,14 @@ class Expectigrad(MomentaOptimizer):
             }
         )
         return config
+
+
+def check_arguments(beta, epsilon, sparse_counter, momentum):
+    """A `ValueError` naming the first argument out of its range."""
+    check_in_range("beta", beta, 0.0, 1.0)
+    check_positive("epsilon", epsilon)
+    check_bool("sparse_counter", sparse_counter)
+    check_one_of("momentum", momentum, MOMENTUM_FORMS)
 
 
 # The update maths: functions of tensors in `keras.ops`, shared by every front end.

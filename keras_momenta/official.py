@@ -26,13 +26,7 @@ import tensorflow as tf
 
 from keras_momenta import dissecting_adam as _dissecting_adam
 from keras_momenta import expectigrad as _expectigrad
-from keras_momenta._base import (
-    check_bool,
-    check_in_range,
-    check_learning_rate,
-    check_one_of,
-    check_positive,
-)
+from keras_momenta._base import check_bool, check_in_range, check_learning_rate, check_one_of
 
 try:
     import tf_keras
@@ -97,10 +91,7 @@ class Expectigrad(_LegacyOptimizer):
         name="Expectigrad",
         **kwargs,
     ):
-        check_in_range("beta", beta, 0.0, 1.0)
-        check_positive("epsilon", epsilon)
-        check_bool("sparse_counter", sparse_counter)
-        check_one_of("momentum", momentum, _expectigrad.MOMENTUM_FORMS)
+        _expectigrad.check_arguments(beta, epsilon, sparse_counter, momentum)
         super().__init__(learning_rate, name, **kwargs)
         self.beta = float(beta)
         self.epsilon = float(epsilon)
