@@ -11,8 +11,9 @@ import tensorflow as tf
 tf_keras = pytest.importorskip("tf_keras")
 
 from keras_momenta import official  # noqa: E402
-from tests.harness import gradient_stream, initial_params  # noqa: E402
+from tests.harness import KerasSemantics, gradient_stream, initial_params  # noqa: E402
 from tests.references import ExpectigradReference  # noqa: E402
+from tests.test_conformance import assert_trajectories_close, run_optimizer, run_reference  # noqa: E402
 from tests.references.dissecting_adam import (  # noqa: E402
     AdamStarReference,
     MSSDReference,
@@ -60,14 +61,6 @@ def _trajectory(optimizer, params, stream, dtype="float64"):
     return trajectory
 
 
-def _reference_trajectory(reference, learning_rate, params, stream):
-    trajectory = []
-    for grads in stream:
-        params = reference.step(params, grads, learning_rate)
-        trajectory.append(params)
-    return trajectory
-
-
 @pytest.mark.parametrize("case", CASES, ids=map(_case_id, CASES))
 def test_matches_the_float64_reference_for_200_steps(case):
     cls, reference_cls, settings = case
@@ -75,17 +68,14 @@ def test_matches_the_float64_reference_for_200_steps(case):
     settings = {"learning_rate": LEARNING_RATE, **settings}
     learning_rate = settings.pop("learning_rate")
     actual = _trajectory(cls(learning_rate, **settings), params, stream)
-    expected = _reference_trajectory(reference_cls(**settings), learning_rate, params, stream)
+    expected = run_reference(KerasSemantics(reference_cls(**settings), learning_rate), params, stream)
     scale = max(float(np.max(np.abs(e))) for step in expected for e in step)
-    for t, (a_step, e_step) in enumerate(zip(actual, expected)):
-        for a, e in zip(a_step, e_step):
-            np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-14 * scale, err_msg=f"step {t + 1}")
+    assert_trajectories_close(actual, expected, rtol=1e-10, atol=1e-14 * scale)
 
 
 @pytest.mark.parametrize("name", ["Expectigrad", "MSSD", "MSVAG", "AdamStar"])
 def test_agrees_with_the_keras_3_class_in_float32(name):
     import keras_momenta as km
-    from tests.test_conformance import run_optimizer
 
     params, stream = initial_params(SHAPES), gradient_stream(SHAPES, 50)
     keras_3, _ = run_optimizer(getattr(km, name)(LEARNING_RATE), params, stream, "float32")
@@ -128,10 +118,8 @@ def test_expectigrad_sparse_gradients_match_their_dense_equivalent():
 
 
 def test_expectigrad_trains_a_tf_keras_model_and_round_trips_its_config():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 4)).astype("float32")
-    y = x @ np.array([[1.0], [-2.0], [0.5], [3.0]], "float32")
-    model = tf_keras.Sequential([tf_keras.layers.Dense(1, input_shape=(4,))])
+    x, y = _regression_data()
+    model = _dense_model()
     schedule = tf_keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
     optimizer = official.Expectigrad(schedule, beta=0.8, momentum="inner", clipnorm=1.0)
     model.compile(optimizer=optimizer, loss="mse")
