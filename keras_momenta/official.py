@@ -7,10 +7,14 @@ official-models builds by default, and the only kind its EMA wrapper takes)
 whose updates are computed by the same update-maths functions as the Keras 3
 classes, so the formulas exist once.
 
+`register_optimizers()` makes them selectable by name in an official-models
+`OptimizationConfig` (`optimizer: {type: expectigrad, expectigrad: {...}}`).
+
 Work in progress (issue #13): `Expectigrad`, `MSSD`, `MSVAG` and `AdamStar`
-(moving-average variance) are here; IGT, AM1-SGD and AM2-SGD, the
-mini-batch variance of M-SVAG and ADAM*, and the registration with
-`official.modeling.optimization` are not yet.
+(moving-average variance) are here; IGT, AM1-SGD and AM2-SGD are not yet
+(their answer is not the training point, and official-models' orbit loop
+needs a hook to evaluate and export it). The mini-batch variance of M-SVAG
+and ADAM* needs per-example gradients, which only the Keras 3 classes collect.
 
 Differences from the Keras 3 classes: state is kept in the variable's dtype
 (`tf_keras` slots cannot have another: float16 variables get float16 state;
@@ -21,6 +25,10 @@ rounding-error term: for float32 variables both stop growing after about
 applied as their dense equivalent, the result the Keras 3 classes give them
 too, at the cost of a dense update.
 """
+
+import dataclasses
+import functools
+import inspect
 
 import tensorflow as tf
 
@@ -240,3 +248,92 @@ class AdamStar(_VarianceAdapted):
 
     def _direction(self, m, variance_of_m):
         return _dissecting_adam.adamstar_direction(m, variance_of_m)
+
+
+# ------------------------------------------------------- official-models registry
+
+# The `type` names of an official-models optimizer config.
+OPTIMIZERS = {"expectigrad": Expectigrad, "mssd": MSSD, "msvag": MSVAG, "adamstar": AdamStar}
+
+
+def register_optimizers():
+    """Make the optimizers here selectable in TF official-models configs.
+
+    Registers each class of `OPTIMIZERS` with
+    `official.modeling.optimization.register_optimizer_cls` (as a legacy
+    optimizer, the kind `OptimizerFactory.build_optimizer` builds by
+    default) and adds to official-models' `OptimizerConfig` one field per
+    optimizer, a config dataclass whose fields are the class's arguments with
+    their defaults, so that an experiment's YAML can say
+
+        optimizer: {type: expectigrad, expectigrad: {beta: 0.9}}
+
+    Call it before experiment configs are built (before
+    `exp_factory.get_exp_config`): configs built earlier lack the fields.
+    Calling it again does nothing. Returns {type name: config dataclass}.
+    """
+    from official.modeling.optimization import optimizer_factory
+    from official.modeling.optimization.configs import optimization_config
+
+    configs = {}
+    for key, optimizer_class in OPTIMIZERS.items():
+        registered = optimizer_factory.LEGACY_OPTIMIZERS_CLS.get(key)
+        if registered is None:
+            optimizer_factory.register_optimizer_cls(key, optimizer_class, use_legacy_optimizer=True)
+        elif registered is not optimizer_class:
+            raise ValueError(
+                f"official-models already has an optimizer named {key!r} "
+                f"({registered.__module__}.{registered.__qualname__})."
+            )
+        configs[key] = _config_dataclass(optimizer_class)
+    _add_config_fields(optimization_config.OptimizerConfig, configs)
+    return configs
+
+
+@functools.lru_cache(maxsize=None)
+def _config_dataclass(optimizer_class):
+    """An official-models config dataclass of `optimizer_class`'s arguments
+    (besides the learning rate, which official-models passes itself)."""
+    from official.modeling.optimization.configs import optimizer_config
+
+    fields = [
+        (name, type(parameter.default), dataclasses.field(default=parameter.default))
+        for name, parameter in inspect.signature(optimizer_class).parameters.items()
+        if name != "learning_rate" and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
+    config_class = dataclasses.make_dataclass(
+        f"{optimizer_class.__name__}Config", fields, bases=(optimizer_config.BaseOptimizerConfig,)
+    )
+    config_class.__module__ = __name__
+    config_class.__doc__ = f"Config of `keras_momenta.official.{optimizer_class.__name__}` for TF official-models."
+    return config_class
+
+
+def _add_config_fields(config_class, new_fields):
+    """Give every instance of the official-models config dataclass
+    `config_class` the fields {name: config dataclass}, defaults included.
+
+    Experiment configs create their `OptimizerConfig` inside official-models,
+    so the fields are added to that class itself: annotations (from which
+    official-models' `Config` finds a field's type when a dict overrides it)
+    and an `__init__` that creates the defaults.
+    """
+    added = getattr(config_class, "_keras_momenta_fields", {})
+    new_fields = {name: cls for name, cls in new_fields.items() if added.get(name) is not cls}
+    if not new_fields:
+        return
+    config_class.__annotations__.update(new_fields)
+    original_init = config_class.__init__
+
+    @functools.wraps(original_init)
+    def __init__(self, *args, **kwargs):
+        given = {name: kwargs.pop(name) for name in new_fields if name in kwargs}
+        original_init(self, *args, **kwargs)
+        for name, field_class in new_fields.items():
+            if name in given:
+                setattr(self, name, given[name])
+            elif name not in self.__dict__:
+                setattr(self, name, field_class())
+
+    config_class.__init__ = __init__
+    config_class._keras_momenta_fields = {**added, **new_fields}

@@ -1,8 +1,9 @@
 """The release artefacts: `python -m build` makes an sdist and a wheel that
 hold every module and data file of the package, and the wheel installs into a
 clean virtual environment and trains from outside the source tree; the
-oldest TensorFlow setup.cfg admits installs beside the package and passes
-the float64 references."""
+package installs into a TF official-models environment (the oldest
+TensorFlow setup.cfg admits), passes the float64 references there and trains
+an official-models experiment."""
 
 import pathlib
 import re
@@ -75,7 +76,7 @@ def test_the_sdist_holds_the_sources_readme_license_and_constraints(distribution
     prefix = f"keras_momenta-{km.__version__}/"
     names = {name.removeprefix(prefix) for name in tarfile.open(sdist).getnames()}
     assert [f for f in SOURCE_FILES if f not in names] == []
-    assert {"README.md", "LICENSE", "setup.cfg", "pyproject.toml", "constraints.txt"} <= names
+    assert {"README.md", "LICENSE", "setup.cfg", "pyproject.toml", "constraints.txt", "constraints-official.txt"} <= names
 
 
 def _clean_environment(directory, constraints, *requirements):
@@ -109,47 +110,53 @@ def test_the_wheel_installs_into_a_clean_environment_and_trains(distributions, t
     assert f"trained {len(km.OPTIMIZERS)} optimizers" in run.stdout
 
 
-# tf-models-official 2.20's TensorFlow and tf_keras.
+# tf-models-official 2.20's TensorFlow and tf_keras, the oldest setup.cfg admits.
 OLDEST = {"tensorflow": "2.20.0", "tf_keras": "2.20.1"}
 
 
 @pytest.mark.slow
-def test_the_oldest_tensorflow_admitted_installs_and_passes_the_references(distributions, tmp_path):
-    """tf-models-official 2.20 pins TensorFlow 2.20: the package, with its
-    `official` extra, must install beside it (pip resolves setup.cfg's
-    ranges) and compute the same updates."""
+def test_the_official_models_environment_installs_and_trains(distributions, tmp_path):
+    """A TF official-models 2.20 environment, as a user makes it: the wheel
+    with its `official` extra installs beside tf-models-official (so beside
+    TensorFlow 2.20, the oldest setup.cfg admits), computes the float64
+    references there, and trains official-models' `resnet_imagenet`
+    experiment (`tests/official_models_checks.py`)."""
     wheel, _ = distributions
-    constraints = tmp_path / "constraints.txt"
-    pinned = (ROOT / "constraints.txt").read_text()
-    for name, version in OLDEST.items():
-        assert f"\n{name}==" in pinned, name
-        pinned = re.sub(rf"(?m)^{name}==.*$", f"{name}=={version}", pinned)
-    # tensorflow-text follows TensorFlow's minor version; the tests do not need it.
-    constraints.write_text(pinned.replace("\ntensorflow-text==", "\n# tensorflow-text=="))
-    python = _clean_environment(tmp_path / "venv", constraints, f"{wheel}[official]", "pytest")
-    run = subprocess.run(
-        [
-            str(python), "-m", "pytest", "-q",
-            # The source tree's tests against the installed package: run from
-            # a copy of tests/ so that `import keras_momenta` finds the wheel.
-            "tests/test_conformance.py", "tests/test_official.py",
-            "-k", "matches_reference_for_200_steps or official",
-        ],
-        cwd=_copy_of_tests(tmp_path / "checkout"),
-        capture_output=True,
-        text=True,
-        timeout=1200,
+    python = _clean_environment(
+        tmp_path / "venv", ROOT / "constraints-official.txt", f"{wheel}[official]", "tf-models-official", "pytest"
     )
-    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
-    assert re.search(r"\b\d{2,} passed", run.stdout) and "skipped" not in run.stdout, run.stdout[-2000:]
     versions = subprocess.run(
         [str(python), "-c", "import tensorflow, tf_keras; print(tensorflow.__version__, tf_keras.__version__)"],
         capture_output=True, text=True, check=True,
     )
     assert versions.stdout.split() == list(OLDEST.values())
+    run = subprocess.run(
+        [
+            str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            # The source tree's tests against the installed package: run from
+            # a copy of tests/ so that `import keras_momenta` finds the wheel.
+            "tests/test_conformance.py", "tests/test_official.py", "tests/official_models_checks.py",
+            "-k", "matches_reference_for_200_steps or official",
+        ],
+        cwd=_copy_of_tests(tmp_path / "checkout"),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
+    assert re.search(r"\b\d{2,} passed", run.stdout) and "skipped" not in run.stdout, run.stdout[-2000:]
+
+
+def test_the_official_models_constraints_hold_the_oldest_tensorflow_and_this_pytest():
+    pinned = (ROOT / "constraints-official.txt").read_text()
+    for name, version in {**OLDEST, "tf-models-official": "2.20.0"}.items():
+        assert f"\n{name}=={version}\n" in pinned, name
+    (pytest_pin,) = re.findall(r"(?m)^pytest==.*$", (ROOT / "constraints.txt").read_text())
+    assert f"\n{pytest_pin}\n" in pinned
 
 
 def _copy_of_tests(directory):
     shutil.copytree(ROOT / "tests", directory / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "setup.cfg", directory)
+    shutil.copy(ROOT / "README.md", directory)  # official_models_checks.py runs its official-models section
     return directory

@@ -1,0 +1,235 @@
+"""keras_momenta.official inside TF official-models: registration, YAML
+configs, and the `resnet_imagenet` image-classification experiment.
+
+Not collected by the default run: these need tf-models-official, which pins
+an older TensorFlow than the package's own environment. The slow test
+`tests/test_package.py::test_the_official_models_environment_installs_and_trains`
+builds that environment and runs this file in it.
+"""
+
+import os
+import pathlib
+import re
+
+import tensorflow as tf
+
+# Two logical CPUs for MirroredStrategy, before anything initialises the devices.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from keras_momenta import official as km_official  # noqa: E402
+
+km_official.register_optimizers()
+
+import official.vision  # noqa: E402,F401  (registers the vision experiments)
+from official.core import exp_factory, task_factory, train_lib  # noqa: E402
+from official.modeling.optimization import OptimizationConfig, OptimizerFactory  # noqa: E402
+from official.modeling.optimization import optimizer_factory  # noqa: E402
+
+# The state each optimizer keeps per variable, with its default settings.
+SLOTS = {
+    "expectigrad": {"sum", "count", "momentum"},
+    "mssd": {"momentum"},
+    "msvag": {"momentum", "variance"},
+    "adamstar": {"momentum", "variance"},
+}
+
+
+def test_register_optimizers_is_idempotent_and_refuses_a_name_taken_by_another_class():
+    configs = km_official.register_optimizers()
+    assert sorted(configs) == sorted(km_official.OPTIMIZERS)
+    for key, optimizer_class in km_official.OPTIMIZERS.items():
+        assert optimizer_factory.LEGACY_OPTIMIZERS_CLS[key] is optimizer_class
+    taken = dict(optimizer_factory.LEGACY_OPTIMIZERS_CLS)
+    try:
+        optimizer_factory.LEGACY_OPTIMIZERS_CLS["mssd"] = km_official.MSVAG
+        with pytest.raises(ValueError, match="already has an optimizer named 'mssd'"):
+            km_official.register_optimizers()
+    finally:
+        optimizer_factory.LEGACY_OPTIMIZERS_CLS.clear()
+        optimizer_factory.LEGACY_OPTIMIZERS_CLS.update(taken)
+
+
+def test_config_dataclasses_hold_each_class_defaults():
+    for key, optimizer_class in km_official.OPTIMIZERS.items():
+        defaults = OptimizationConfig().optimizer.as_dict() | {"type": key}
+        config = OptimizationConfig({"optimizer": defaults}).optimizer.get().as_dict()
+        built = optimizer_class().get_config()
+        for name, value in config.items():
+            if name in built:
+                assert built[name] == value, (key, name)
+        # official-models passes the learning rate itself.
+        assert set(built) - set(config) == {"learning_rate"}, key
+
+YAML = """
+optimizer:
+  type: {type}
+  {type}: {settings}
+learning_rate:
+  type: cosine
+  cosine: {{initial_learning_rate: 0.1, decay_steps: 100}}
+warmup:
+  type: linear
+  linear: {{warmup_steps: 10, warmup_learning_rate: 0.0}}
+"""
+
+YAML_SETTINGS = {
+    "expectigrad": {"beta": 0.5, "momentum": "inner", "global_clipnorm": 1.0},
+    "mssd": {"momentum": 0.8, "clipnorm": 2.0},
+    "msvag": {"momentum": 0.7, "released_code": True},
+    "adamstar": {"momentum": 0.6, "clipvalue": 0.5},
+}
+
+
+@pytest.mark.parametrize("key", sorted(km_official.OPTIMIZERS))
+def test_a_yaml_config_builds_the_optimizer_with_its_schedule_and_clipping(key):
+    settings = YAML_SETTINGS[key]
+    config = OptimizationConfig()
+    config.override(yaml.safe_load(YAML.format(type=key, settings=settings)), is_strict=True)
+    factory = OptimizerFactory(config)
+    optimizer = factory.build_optimizer(factory.build_learning_rate())
+    assert type(optimizer) is km_official.OPTIMIZERS[key]
+    built = optimizer.get_config()
+    for name, value in settings.items():
+        assert built[name] == value, name
+    # Linear warmup from 0 to the cosine schedule's value at step 10.
+    learning_rate = optimizer._get_hyper("learning_rate")
+    at_warmup_end = 0.1 * 0.5 * (1 + np.cos(np.pi * 10 / 100))
+    np.testing.assert_allclose(float(learning_rate(5)), at_warmup_end / 2, rtol=1e-6)
+
+
+def _readme_section_blocks(language):
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## TF official-models\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"^```{language}\n(.*?)^```$", section, re.S | re.M)
+
+
+def test_the_readme_section_runs_and_its_yaml_builds_the_optimizer():
+    (code,) = _readme_section_blocks("py")
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    chosen = namespace["experiment"].trainer.optimizer_config.optimizer
+    assert chosen.type == "expectigrad" and chosen.expectigrad.beta == 0.9
+
+    (text,) = _readme_section_blocks("yaml")
+    experiment = exp_factory.get_exp_config("resnet_imagenet")
+    experiment.override(yaml.safe_load(text), is_strict=True)
+    factory = OptimizerFactory(experiment.trainer.optimizer_config)
+    optimizer = factory.build_optimizer(factory.build_learning_rate())
+    assert type(optimizer) is km_official.MSVAG
+    assert (optimizer.momentum, optimizer.global_clipnorm) == (0.9, 1.0)
+
+
+def _write_image_records(path, examples, classes, seed):
+    """ImageNet-format TFRecords (JPEG image, integer label) of random images."""
+    rng = np.random.default_rng(seed)
+    with tf.io.TFRecordWriter(path) as writer:
+        for _ in range(examples):
+            image = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+            feature = {
+                "image/encoded": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[tf.io.encode_jpeg(image).numpy()])
+                ),
+                "image/class/label": tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[int(rng.integers(classes))])
+                ),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def image_records(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("records")
+    paths = {split: str(directory / f"{split}.tfrecord") for split in ("train", "validation")}
+    _write_image_records(paths["train"], 32, 10, seed=0)
+    _write_image_records(paths["validation"], 16, 10, seed=1)
+    return paths
+
+
+def _resnet_experiment(key, records, mirrored):
+    """`resnet_imagenet` shrunk to run in seconds: ResNet-10 on 32×32 images,
+    four steps with official-models' cosine schedule, warmup and global
+    clipping; under the default strategy in mixed float16 with loss scaling,
+    under MirroredStrategy with EMA. (official-models 2.20 itself refuses
+    EMA under the default strategy, and fails with EMA and float16 together,
+    for every optimizer: its `ExponentialMovingAverage.apply_gradients`
+    lacks the argument `experimental_aggregate_gradients` that
+    `LossScaleOptimizer` passes.)"""
+    experiment = exp_factory.get_exp_config("resnet_imagenet")
+    data = {"global_batch_size": 8, "dtype": "float32" if mirrored else "float16"}
+    experiment.override(
+        {
+            "runtime": {"mixed_precision_dtype": "float32" if mirrored else "float16", "loss_scale": "dynamic"},
+            "task": {
+                "model": {
+                    "num_classes": 10,
+                    "input_size": [32, 32, 3],
+                    "backbone": {"type": "resnet", "resnet": {"model_id": 10}},
+                },
+                "train_data": {"input_path": records["train"], "shuffle_buffer_size": 8, **data},
+                "validation_data": {"input_path": records["validation"], "drop_remainder": False, **data},
+            },
+            "trainer": {
+                "train_steps": 4,
+                "validation_steps": 2,
+                "validation_interval": 2,
+                "steps_per_loop": 2,
+                "summary_interval": 2,
+                "checkpoint_interval": 2,
+                "optimizer_config": {
+                    "optimizer": {"type": key, key: {"global_clipnorm": 5.0}},
+                    "learning_rate": {
+                        "type": "cosine",
+                        "cosine": {"initial_learning_rate": 0.01, "decay_steps": 4},
+                    },
+                    "warmup": {"type": "linear", "linear": {"warmup_steps": 1}},
+                    "ema": {"average_decay": 0.9} if mirrored else None,
+                },
+            },
+        },
+        is_strict=True,
+    )
+    return experiment
+
+
+@pytest.mark.parametrize("mirrored", [False, True], ids=["default_strategy", "mirrored"])
+@pytest.mark.parametrize("key", sorted(km_official.OPTIMIZERS))
+def test_resnet_imagenet_trains_and_evaluates(key, mirrored, image_records, tmp_path):
+    experiment = _resnet_experiment(key, image_records, mirrored)
+    if mirrored:
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    else:
+        strategy = tf.distribute.get_strategy()
+    model_dir = str(tmp_path / "model")
+    with strategy.scope():
+        task = task_factory.get_task(experiment.task, logging_dir=model_dir)
+    train_lib.run_experiment(
+        distribution_strategy=strategy,
+        task=task,
+        mode="train_and_eval",
+        params=experiment,
+        model_dir=model_dir,
+        run_post_eval=True,
+    )
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    assert checkpoint.endswith("-4"), checkpoint
+    reader = tf.train.load_checkpoint(checkpoint)
+    names = list(reader.get_variable_to_shape_map())
+    # The optimizer's own state was created, trained and saved: its slots
+    # (beside EMA's `average`) and its step counter, inside official-models'
+    # EMA or loss-scaling wrapper.
+    slots = {}
+    for name in names:
+        match = re.search(r"\.OPTIMIZER_SLOT/optimizer/(?:\w+_optimizer/)?(\w+)/", name)
+        if match:
+            slots.setdefault(match.group(1), []).append(name)
+    assert set(slots) == SLOTS[key] | ({"average"} if mirrored else set()), sorted(slots)
+    assert all(np.any(reader.get_tensor(name) != 0) for name in slots[min(SLOTS[key])])
+    (iterations,) = [name for name in names if re.fullmatch(r"optimizer/(\w+/)*iter/\.ATTRIBUTES/VARIABLE_VALUE", name)]
+    assert int(reader.get_tensor(iterations)) == 4
+    assert os.listdir(os.path.join(model_dir, "validation")), "no validation summaries written"
