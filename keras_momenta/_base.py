@@ -132,8 +132,10 @@ def check_one_of(name, value, allowed):
 
 
 def variable_path_name(variable):
-    """A variable's path, usable in the name of a state variable."""
-    return str(getattr(variable, "path", variable.name)).replace("/", "_")
+    """A variable's path, usable in the name of a state variable (the path
+    of a `keras.layers.TFSMLayer`'s weight, or the name of a `tf.Variable`,
+    ends in TensorFlow's ":0")."""
+    return str(getattr(variable, "path", variable.name)).replace("/", "_").replace(":", "_")
 
 
 class MomentaOptimizer(keras.optimizers.Optimizer):
@@ -185,10 +187,6 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
         replicated).
         """
         dtype = dtype or state_dtype(reference_variable.dtype)
-        if dtype == keras.backend.standardize_dtype(reference_variable.dtype) and not leading_shape:
-            return self.add_variable_from_reference(
-                reference_variable, name=name, initializer=initializer
-            )
         with self.colocated_with(reference_variable):
             return self.add_variable(
                 shape=tuple(leading_shape) + tuple(reference_variable.shape),
@@ -197,6 +195,17 @@ class MomentaOptimizer(keras.optimizers.Optimizer):
                 layout=_layout_with_leading_axes(reference_variable, len(leading_shape)),
                 name=f"{variable_path_name(reference_variable)}_{name}",
             )
+
+    def add_variable_from_reference(self, reference_variable, name=None, initializer="zeros"):
+        # Keras names the state after the variable's path, which for the
+        # weights of a `keras.layers.TFSMLayer` keeps TensorFlow's ":0", not a
+        # valid name scope: Keras 3.15's own optimizers fail to build there.
+        return self.add_state_variable(
+            reference_variable,
+            name or "var",
+            initializer,
+            dtype=keras.backend.standardize_dtype(reference_variable.dtype),
+        )
 
     def colocated_with(self, reference_variable):
         """A context in which new optimizer variables are placed beside

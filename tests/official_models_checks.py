@@ -233,3 +233,94 @@ def test_resnet_imagenet_trains_and_evaluates(key, mirrored, image_records, tmp_
     (iterations,) = [name for name in names if re.fullmatch(r"optimizer/(\w+/)*iter/\.ATTRIBUTES/VARIABLE_VALUE", name)]
     assert int(reader.get_tensor(iterations)) == 4
     assert os.listdir(os.path.join(model_dir, "validation")), "no validation summaries written"
+
+
+# Each optimizer's config with settings away from the defaults.
+FIRST_STEP_SETTINGS = {
+    "expectigrad": {"beta": 0.5, "momentum": "inner"},
+    "mssd": {"momentum": 0.8},
+    "msvag": {"momentum": 0.7},
+    "adamstar": {"momentum": 0.6},
+}
+
+
+@pytest.mark.parametrize("key", sorted(km_official.OPTIMIZERS))
+def test_the_same_config_takes_the_same_first_steps_in_official_models_and_keras_3_fit(
+    key, image_records, tmp_path
+):
+    """One optimizer config, one ResNet (same initial weights), one batch:
+    three steps of official-models' `ImageClassificationTask.train_step`
+    with the optimizer its `OptimizerFactory` builds, and three steps of
+    Keras 3 `model.fit` with the Keras 3 class built from the same config,
+    through the same network exported as a SavedModel and loaded as a
+    trainable `keras.layers.TFSMLayer`."""
+    import keras
+
+    import keras_momenta as km
+
+    experiment = _resnet_experiment(key, image_records, mirrored=False)
+    experiment.override(
+        {
+            "runtime": {"mixed_precision_dtype": "float32"},
+            "task": {
+                "losses": {"label_smoothing": 0.0, "l2_weight_decay": 0.0},
+                "train_data": {"dtype": "float32"},
+            },
+            "trainer": {
+                "optimizer_config": {
+                    "optimizer": {key: {"global_clipnorm": None, **FIRST_STEP_SETTINGS[key]}},
+                    "learning_rate": {"type": "constant", "constant": {"learning_rate": 0.01}},
+                    "warmup": {"type": None},
+                }
+            },
+        },
+        is_strict=True,
+    )
+    task = task_factory.get_task(experiment.task)
+    model = task.build_model()
+    images, labels = next(iter(task.build_inputs(experiment.task.train_data)))
+    steps = 3
+
+    # The initial network, in training mode (batch statistics), for Keras 3.
+    module = tf.Module()
+    module.model = model
+    module.train_forward = tf.function(
+        lambda x: model(x, training=True), input_signature=[tf.TensorSpec(images.shape, tf.float32)]
+    )
+    tf.saved_model.save(module, str(tmp_path / "resnet"))
+
+    initial = {v.name.replace("/", "_"): v.numpy() for v in model.trainable_variables}
+    factory = OptimizerFactory(experiment.trainer.optimizer_config)
+    official_optimizer = factory.build_optimizer(factory.build_learning_rate())
+    train_step = tf.function(lambda: task.train_step((images, labels), model, official_optimizer))
+    for _ in range(steps):
+        train_step()
+    # TFSMLayer names each weight after the variable, with "_" for "/".
+    official_weights = {v.name.replace("/", "_"): v.numpy() for v in model.trainable_variables}
+    assert len(official_weights) == len(model.trainable_variables)
+
+    settings = experiment.trainer.optimizer_config.optimizer.get().as_dict()
+    settings = {name: value for name, value in settings.items() if value is not None and name != "name"}
+    keras_optimizer = getattr(km, type(official_optimizer).__name__)(learning_rate=0.01, **settings)
+    layer = keras.layers.TFSMLayer(str(tmp_path / "resnet"), call_endpoint="train_forward", trainable=True)
+    keras_model = keras.Sequential([keras.Input(images.shape[1:], batch_size=images.shape[0]), layer])
+    keras_model.compile(
+        optimizer=keras_optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
+    batches = tf.data.Dataset.from_tensors((images, labels)).repeat(steps)
+    keras_model.fit(batches, epochs=1, verbose=0)
+    assert int(keras_optimizer.iterations) == steps == int(official_optimizer.iterations)
+
+    assert sorted(v.name for v in layer.trainable_weights) == sorted(official_weights)
+    # Three steps move every kernel far beyond the tolerance below.
+    assert all(np.max(np.abs(official_weights[n] - initial[n])) > 1e-3 for n in initial if "kernel" in n)
+    for variable in layer.trainable_weights:
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(variable),
+            official_weights[variable.name],
+            rtol=2e-4,
+            atol=2e-6,
+            err_msg=variable.name,
+        )

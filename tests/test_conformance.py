@@ -699,6 +699,37 @@ def test_weight_without_gradient_is_left_alone(case):
     np.testing.assert_array_equal(unused.numpy(), [1.0, 1.0])
 
 
+@pytest.fixture(scope="module")
+def saved_linear_model(tmp_path_factory):
+    """A SavedModel of y = x·w + b whose variables have TensorFlow names
+    ("dense/kernel:0"), as `keras.layers.TFSMLayer` loads them."""
+    module = tf.Module()
+    module.kernel = tf.Variable(np.zeros((3, 1), "float32"), name="dense/kernel")
+    module.bias = tf.Variable(np.zeros((1,), "float32"), name="dense/bias")
+    module.forward = tf.function(
+        lambda x: tf.matmul(x, module.kernel) + module.bias,
+        input_signature=[tf.TensorSpec((None, 3), tf.float32)],
+    )
+    path = str(tmp_path_factory.mktemp("saved") / "linear")
+    tf.saved_model.save(module, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    case_params([c for c in CASES if c.wrap_model is None], {"expectigrad-beta0.9-sparse_counter", "igt-momentum-c0.5", "am2sgd-optionII-m3"}),
+)
+def test_trains_the_weights_of_a_saved_model_layer(case, saved_linear_model):
+    x, y = least_squares_data()
+    layer = keras.layers.TFSMLayer(saved_linear_model, call_endpoint="forward", trainable=True)
+    model = keras.Sequential([keras.Input((3,)), layer])
+    model.compile(optimizer=case.make(), loss="mse")
+    _fit(model, x.astype("float32"), y.astype("float32"), 2)
+    assert int(model.optimizer.iterations) == 8
+    kernel = next(w for w in layer.trainable_weights if "kernel" in w.name)
+    assert np.all(np.isfinite(kernel.numpy())) and np.any(kernel.numpy() != 0)
+
+
 @pytest.mark.parametrize("case", POINT_STATE_SLICE)
 @pytest.mark.parametrize(
     "constraint, satisfied",
