@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from keras_momenta import dissecting_adam as _dissecting_adam
 from keras_momenta import expectigrad as _expectigrad
+from keras_momenta import igt as _igt
 from keras_momenta._base import check_bool, check_in_range, check_learning_rate, check_one_of
 
 try:
@@ -43,6 +44,9 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "keras_momenta.official needs tf_keras (Keras 2), the Keras of TF "
         "official-models: `pip install tf-keras` matching your TensorFlow."
     ) from error
+
+# How tf_keras keys an optimizer's state by variable (distributed ones included).
+from tf_keras.src.optimizers.legacy.optimizer_v2 import _var_key  # noqa: E402
 
 
 class _LegacyOptimizer(tf_keras.optimizers.legacy.Optimizer):
@@ -248,6 +252,238 @@ class AdamStar(_VarianceAdapted):
 
     def _direction(self, m, variance_of_m):
         return _dissecting_adam.adamstar_direction(m, variance_of_m)
+
+
+# tf_keras legacy optimizers whose step adds to the variable an amount that
+# does not read its value: IGT applies them to a zero variable to collect Δθ.
+_LEGACY_INNERS = {
+    "sgd": tf_keras.optimizers.legacy.SGD,
+    "adam": tf_keras.optimizers.legacy.Adam,
+    "adamax": tf_keras.optimizers.legacy.Adamax,
+    "rmsprop": tf_keras.optimizers.legacy.RMSprop,
+    "adagrad": tf_keras.optimizers.legacy.Adagrad,
+    "adadelta": tf_keras.optimizers.legacy.Adadelta,
+}
+_VALUE_INDEPENDENT = ("expectigrad", "mssd", "msvag", "adamstar")
+
+
+class IGT(_LegacyOptimizer):
+    """Implicit gradient transport (Arnold et al., 2019) around a `tf_keras`
+    legacy optimizer.
+
+    The update of `keras_momenta.IGT` (see its docstring): with γₜ from
+    `tail_fraction` c (γ₁ = 0), v ← γₜ·v + (1 − γₜ)·g, Δθ = the inner
+    optimizer's step for v, θ ← θ + Δθ, and the model variable ← θ +
+    γₜ₊₁/(1 − γₜ₊₁)·Δθ, computed by the same functions
+    (`keras_momenta.igt.transport_momentum`, `transport`, `shifted_point`).
+    Δθ is what the inner optimizer adds to a variable that holds zero, so it
+    is exact and the inner optimizer's own kernels do the work.
+
+    The answer is θ, not the model variable: `evaluation_weights` reads it
+    and `swap_answer_weights` exchanges it with the model variables (twice
+    restores them), for evaluating and exporting it.
+
+    Differences from `keras_momenta.IGT`: t is the optimizer's step count, and
+    θ starts from each variable's value when the optimizer creates its state
+    (the first step, or a checkpoint restore), so a variable that skips steps
+    or is changed from outside does not start a run of its own; a variable's
+    constraint is applied to θ after each step; sparse gradients are applied
+    densely.
+
+    Args:
+        inner_optimizer: a new `tf_keras` legacy SGD, Adam, Adamax, RMSprop,
+            Adagrad or Adadelta, or an `Expectigrad`, `MSSD`, `MSVAG` or
+            `AdamStar` of this module; or one by name (`"sgd"`), or as
+            {"type": name, name: {its arguments}} (the form of an
+            official-models config).
+        tail_fraction: c in (0, 1], as in `keras_momenta.IGT`.
+        nonnegative_momentum: clip γₜ at 0, as in `keras_momenta.IGT`.
+        learning_rate: the inner optimizer's learning rate (a float or a
+            schedule), when it is given by name or config; official-models
+            passes it. None keeps the inner optimizer's.
+        **kwargs: `tf_keras`'s legacy optimizer arguments (`clipnorm`,
+            `clipvalue`, `global_clipnorm`), applied to the raw gradient.
+    """
+
+    _HYPERPARAMETERS = ("tail_fraction", "nonnegative_momentum")
+
+    def __init__(
+        self,
+        inner_optimizer="sgd",
+        tail_fraction=1.0,
+        nonnegative_momentum=False,
+        learning_rate=None,
+        name="IGT",
+        **kwargs,
+    ):
+        check_in_range("tail_fraction", tail_fraction, 0.0, 1.0, low_closed=False, high_closed=True)
+        check_bool("nonnegative_momentum", nonnegative_momentum)
+        inner = _inner_optimizer(inner_optimizer, learning_rate)
+        tf_keras.optimizers.legacy.Optimizer.__init__(self, name, **kwargs)
+        self.inner_optimizer = inner
+        self._track_trackable(inner, name="inner_optimizer")
+        self.tail_fraction = float(tail_fraction)
+        self.nonnegative_momentum = nonnegative_momentum
+
+    def _create_slots(self, var_list):
+        for variable in var_list:
+            self.add_slot(variable, "estimate")
+            self.add_slot(variable, "true_param", initializer=variable.read_value())
+            self.add_slot(variable, "step_taken")
+        collectors = [self.get_slot(v, "step_taken") for v in var_list]
+        self.inner_optimizer._create_all_weights(collectors)
+        # Checkpoints save an optimizer's slots of model variables, not of
+        # other slots: the inner optimizer's state is also registered as
+        # IGT's slots of the model variables, and restored as such.
+        for variable, collector in zip(var_list, collectors):
+            slots = self._slots[_var_key(variable)]
+            for name in self.inner_optimizer.get_slot_names():
+                slot_name, inner_slot = f"inner_{name}", self.inner_optimizer.get_slot(collector, name)
+                restored = slots.get(slot_name)
+                if restored is inner_slot:
+                    continue
+                slots[slot_name] = inner_slot
+                if slot_name not in self._slot_names:
+                    self._slot_names.append(slot_name)
+                if restored is None:
+                    self._restore_slot_variable(slot_name=slot_name, variable=variable, slot_variable=inner_slot)
+                else:
+                    # An eager restore created the slot before the inner optimizer's.
+                    inner_slot.assign(restored)
+                    self._weights = [w for w in self._weights if w is not restored]
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        dtype, _, step = self._step_inputs(var)
+        _, complement = _igt.transport_momentum(step, self.tail_fraction, self.nonnegative_momentum, dtype)
+        next_gamma, next_complement = _igt.transport_momentum(
+            step + 1, self.tail_fraction, self.nonnegative_momentum, dtype
+        )
+        estimate, theta, collector = (self.get_slot(var, n) for n in ("estimate", "true_param", "step_taken"))
+        new_estimate = _igt.transport(estimate, grad, complement)  # v starts at 0 and γ₁ = 0: v₁ = g
+        with tf.control_dependencies([estimate.assign(new_estimate), collector.assign(tf.zeros_like(collector))]):
+            inner_step = self.inner_optimizer._resource_apply_dense(new_estimate, collector)
+        with tf.control_dependencies([inner_step]):
+            step_taken = tf.identity(collector.read_value())
+        new_theta = theta + step_taken
+        if var.constraint is not None:
+            new_theta = var.constraint(new_theta)
+        shifted = _igt.shifted_point(new_theta, step_taken, next_gamma, next_complement)
+        return tf.group(theta.assign(new_theta), var.assign(shifted))
+
+    def _distributed_apply(self, distribution, grads_and_vars, apply_state, name):
+        applied = super()._distributed_apply(distribution, grads_and_vars, apply_state, name)
+        # The inner optimizer's counter drives its schedule and bias corrections.
+        with tf.control_dependencies([applied]):
+            counted = self.inner_optimizer.iterations.assign_add(1, read_value=False)
+        return applied if tf.executing_eagerly() else counted
+
+    # The learning rate is the inner optimizer's.
+    def _decayed_lr(self, var_dtype):
+        return self.inner_optimizer._decayed_lr(var_dtype)
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.inner_optimizer.learning_rate = value
+
+    def evaluation_weights(self, var_list):
+        """θ for each variable of `var_list` (its own value before its first step)."""
+        return [
+            self.get_slot(v, "true_param").read_value() if self._has_state(v) else tf.convert_to_tensor(v)
+            for v in var_list
+        ]
+
+    def swap_answer_weights(self, var_list):
+        """Exchange θ and the model variables' values: the answer goes into
+        the model (for evaluation, a checkpoint or an export); a second call
+        puts the training point back. Call it between steps, in cross-replica
+        context."""
+        for variable in var_list:
+            if not self._has_state(variable):
+                continue
+            theta = self.get_slot(variable, "true_param")
+            _swap(variable, theta)
+
+    def _has_state(self, variable):
+        return "true_param" in self._slots.get(_var_key(variable), {})
+
+    def get_config(self):
+        config = tf_keras.optimizers.legacy.Optimizer.get_config(self)
+        config.update({name: getattr(self, name) for name in self._HYPERPARAMETERS})
+        config["inner_optimizer"] = {
+            "class_name": type(self.inner_optimizer).__name__,
+            "config": self.inner_optimizer.get_config(),
+        }
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = config.pop("inner_optimizer")
+        classes = {c.__name__: c for c in [*_LEGACY_INNERS.values(), *OPTIMIZERS.values()]}
+        inner = classes[inner["class_name"]].from_config(inner["config"])
+        return cls(inner, **config)
+
+
+def _swap(variable, other):
+    """Exchange the values of two variables (on every replica)."""
+
+    def exchange(var, other):
+        value = tf.identity(var.read_value())
+        with tf.control_dependencies([value]):
+            var.assign(other.read_value())
+        other.assign(value)
+
+    strategy = getattr(variable, "_distribute_strategy", None) or tf.distribute.get_strategy()
+    with strategy.scope():
+        strategy.extended.update(variable, exchange, args=(other,), group=True)
+
+
+def _inner_optimizer(spec, learning_rate):
+    """IGT's inner optimizer from an instance, a name or {"type": name, name: arguments}."""
+    if isinstance(spec, tf_keras.optimizers.legacy.Optimizer):
+        if learning_rate is not None:
+            raise ValueError(
+                "`learning_rate` is given both to IGT and to its inner optimizer "
+                "instance; set it on one of them."
+            )
+        inner = spec
+    else:
+        if isinstance(spec, str):
+            key, arguments = spec, {}
+        elif isinstance(spec, dict) and "type" in spec:
+            key, arguments = spec["type"], dict(spec.get(spec["type"]) or {})
+        else:
+            raise ValueError(
+                "`inner_optimizer` must be a tf_keras legacy optimizer, a name "
+                f"({', '.join(sorted([*_LEGACY_INNERS, *_VALUE_INDEPENDENT]))}) or "
+                f"{{'type': name, name: {{arguments}}}}; got {spec!r}."
+            )
+        classes = {**_LEGACY_INNERS, **{k: OPTIMIZERS[k] for k in _VALUE_INDEPENDENT}}
+        if key not in classes:
+            raise ValueError(
+                f"`inner_optimizer` {key!r} is not supported by IGT; supported: {', '.join(sorted(classes))}."
+            )
+        arguments = {name: value for name, value in arguments.items() if value is not None}
+        if learning_rate is not None:
+            arguments["learning_rate"] = learning_rate
+        inner = classes[key](**arguments)
+    supported = (*_LEGACY_INNERS.values(), *(OPTIMIZERS[k] for k in _VALUE_INDEPENDENT))
+    if type(inner) not in supported:
+        raise ValueError(
+            f"`inner_optimizer` {type(inner).__qualname__} is not supported by IGT: it needs a "
+            f"step that adds an amount independent of the parameter's value. Supported: "
+            f"{', '.join(c.__name__ for c in supported)}."
+        )
+    for argument in ("clipnorm", "clipvalue", "global_clipnorm"):
+        if getattr(inner, argument, None):
+            raise ValueError(f"`{argument}` is set on the inner optimizer; set it on IGT, which applies it to the raw gradient.")
+    if inner._iterations is not None or inner._slots:
+        raise ValueError("`inner_optimizer` must be new: it has already created its state.")
+    return inner
 
 
 # ------------------------------------------------------- official-models registry

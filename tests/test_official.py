@@ -47,8 +47,9 @@ def _case_id(case):
     return "-".join([cls.__name__] + [f"{k}={v}" for k, v in settings.items()])
 
 
-def _trajectory(optimizer, params, stream, dtype="float64"):
-    variables = [tf.Variable(p, dtype=dtype) for p in params]
+def _trajectory(optimizer, params, stream, dtype="float64", variables=None):
+    if variables is None:
+        variables = [tf.Variable(p, dtype=dtype) for p in params]
 
     @tf.function
     def step(grads):
@@ -169,7 +170,15 @@ def _dense_model(seed=0):
     return tf_keras.Sequential([tf_keras.layers.Dense(1, input_shape=(4,), kernel_initializer=initializer)])
 
 
-@pytest.mark.parametrize("cls", [official.Expectigrad, official.MSSD, official.MSVAG, official.AdamStar])
+def _igt_with_momentum(learning_rate):
+    return official.IGT({"type": "sgd", "sgd": {"momentum": 0.9}}, tail_fraction=0.5, learning_rate=learning_rate)
+
+
+TRAINING_FACTORIES = [official.Expectigrad, official.MSSD, official.MSVAG, official.AdamStar, _igt_with_momentum]
+_factory_id = lambda factory: getattr(factory, "__name__", "").strip("_")  # noqa: E731
+
+
+@pytest.mark.parametrize("cls", TRAINING_FACTORIES, ids=_factory_id)
 def test_under_loss_scaling_with_mixed_float16(cls):
     """What official-models' `performance.configure_optimizer` does for float16."""
     tf_keras.mixed_precision.set_global_policy("mixed_float16")
@@ -186,7 +195,7 @@ def test_under_loss_scaling_with_mixed_float16(cls):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-@pytest.mark.parametrize("cls", [official.Expectigrad, official.MSSD, official.MSVAG, official.AdamStar])
+@pytest.mark.parametrize("cls", TRAINING_FACTORIES, ids=_factory_id)
 def test_under_mirrored_strategy_matches_one_device(cls, mirrored_strategy):
     x, y = _regression_data()
     weights = []
@@ -196,5 +205,134 @@ def test_under_mirrored_strategy_matches_one_device(cls, mirrored_strategy):
             model.compile(optimizer=cls(0.05), loss="mse")
         model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
         weights.append(model.get_weights())
-    for mirrored, single in zip(*weights[::-1]):
-        np.testing.assert_allclose(mirrored, single, rtol=1e-5, atol=1e-6)
+        if isinstance(model.optimizer, official.IGT):  # and its answer
+            weights.append([w.numpy() for w in model.optimizer.evaluation_weights(model.trainable_variables)])
+    half = len(weights) // 2
+    for single, mirrored in zip(weights[:half], weights[half:]):
+        for a, b in zip(single, mirrored):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- IGT
+
+# tf_keras legacy inner optimizers and the float64 references of their Keras 3
+# counterparts (hyperparameters exact in float32, as in tests/registry.py).
+IGT_INNERS = {
+    "sgd": (lambda lr: tf_keras.optimizers.legacy.SGD(lr), ("sgd", {})),
+    "momentum": (lambda lr: tf_keras.optimizers.legacy.SGD(lr, momentum=0.875), ("sgd", {"momentum": 0.875})),
+    "nesterov": (
+        lambda lr: tf_keras.optimizers.legacy.SGD(lr, momentum=0.875, nesterov=True),
+        ("sgd", {"momentum": 0.875, "nesterov": True}),
+    ),
+    "adam": (
+        lambda lr: tf_keras.optimizers.legacy.Adam(lr, beta_1=0.875, beta_2=1 - 2.0**-10, epsilon=2.0**-23),
+        ("adam", {"beta_1": 0.875, "beta_2": 1 - 2.0**-10, "epsilon": 2.0**-23}),
+    ),
+}
+
+
+@pytest.mark.parametrize("c", [1.0, 0.5, 0.2])
+@pytest.mark.parametrize("inner", sorted(IGT_INNERS))
+def test_igt_matches_the_float64_reference_for_200_steps(inner, c):
+    from tests.references.igt import IGTReference
+
+    make_inner, reference_inner = IGT_INNERS[inner]
+    params, stream = initial_params(SHAPES), gradient_stream(SHAPES, STEPS)
+    optimizer = official.IGT(make_inner(LEARNING_RATE), tail_fraction=c)
+    variables = [tf.Variable(p, dtype="float64") for p in params]
+    actual = _trajectory(optimizer, params, stream, variables=variables)
+    reference = IGTReference(inner=reference_inner, tail_fraction=c)
+    expected = run_reference(KerasSemantics(reference, LEARNING_RATE), params, stream)
+    scale = max(float(np.max(np.abs(e))) for step in expected for e in step)
+    assert_trajectories_close(actual, expected, rtol=1e-10, atol=1e-14 * scale)
+    # The answer, θ, is not the shifted point the model holds.
+    answer = [a.numpy() for a in optimizer.evaluation_weights(variables)]
+    assert_trajectories_close([answer], [reference.theta], rtol=1e-10, atol=1e-14 * scale)
+    assert max(float(np.max(np.abs(a - v.numpy()))) for a, v in zip(answer, variables)) > 1e-3
+    assert int(optimizer.inner_optimizer.iterations) == STEPS
+
+
+def test_igt_swaps_its_answer_in_and_back_exactly():
+    variables = [tf.Variable(p) for p in initial_params(SHAPES)]
+    optimizer = official.IGT(tf_keras.optimizers.legacy.SGD(0.1, momentum=0.5), tail_fraction=0.5)
+    for grads in gradient_stream(SHAPES, 5):
+        optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables))
+    training = [v.numpy() for v in variables]
+    answer = [a.numpy() for a in optimizer.evaluation_weights(variables)]
+    optimizer.swap_answer_weights(variables)
+    for v, a in zip(variables, answer):
+        np.testing.assert_array_equal(v.numpy(), a)
+    optimizer.swap_answer_weights(variables)
+    for v, t in zip(variables, training):
+        np.testing.assert_array_equal(v.numpy(), t)
+
+
+def test_igt_checkpoint_resumes_the_exact_trajectory(tmp_path):
+    """The inner optimizer's state (its slots for IGT's step collectors, its
+    counter) is saved with IGT's."""
+    stream = gradient_stream(SHAPES, 12)
+
+    def run(steps, variables, optimizer):
+        for grads in steps:
+            optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables))
+
+    def make():
+        variables = [tf.Variable(p) for p in initial_params(SHAPES)]
+        inner = tf_keras.optimizers.legacy.Adam(0.05, beta_1=0.5)
+        return variables, official.IGT(inner, tail_fraction=0.5)
+
+    variables, optimizer = make()
+    run(stream, variables, optimizer)
+    expected = [v.numpy() for v in variables] + [a.numpy() for a in optimizer.evaluation_weights(variables)]
+
+    variables, optimizer = make()
+    run(stream[:5], variables, optimizer)
+    path = tf.train.Checkpoint(variables=variables, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+    variables, optimizer = make()
+    tf.train.Checkpoint(variables=variables, optimizer=optimizer).restore(path).assert_existing_objects_matched()
+    run(stream[5:], variables, optimizer)
+    resumed = [v.numpy() for v in variables] + [a.numpy() for a in optimizer.evaluation_weights(variables)]
+    for a, e in zip(resumed, expected):
+        np.testing.assert_array_equal(a, e)
+    assert int(optimizer.inner_optimizer.iterations) == 12
+
+
+def test_igt_takes_its_inner_optimizer_by_name_or_official_config_and_round_trips():
+    by_config = official.IGT(
+        {"type": "adam", "adam": {"beta_1": 0.8, "clipnorm": None}}, tail_fraction=0.25, learning_rate=0.5
+    )
+    assert type(by_config.inner_optimizer) is tf_keras.optimizers.legacy.Adam
+    assert by_config.inner_optimizer.get_config()["beta_1"] == 0.8
+    assert float(by_config.learning_rate) == 0.5
+    by_name = official.IGT("expectigrad", learning_rate=0.25, clipnorm=1.0)
+    assert type(by_name.inner_optimizer) is official.Expectigrad
+    for optimizer in (by_config, by_name):
+        config = optimizer.get_config()
+        again = official.IGT.from_config(copy.deepcopy(config))
+        assert again.get_config() == config
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: official.IGT("sgd", tail_fraction=0.0), "tail_fraction"),
+        (lambda: official.IGT("sgd", nonnegative_momentum="yes"), "nonnegative_momentum"),
+        (lambda: official.IGT("ftrl"), "'ftrl' is not supported by IGT"),
+        (lambda: official.IGT(tf_keras.optimizers.legacy.Ftrl(0.1)), "Ftrl is not supported by IGT"),
+        (lambda: official.IGT(tf_keras.optimizers.legacy.Nadam(0.1)), "Nadam is not supported by IGT"),
+        (lambda: official.IGT(0.1), "must be a tf_keras legacy optimizer"),
+        (lambda: official.IGT(tf_keras.optimizers.legacy.SGD(0.1), learning_rate=0.1), "set it on one"),
+        (lambda: official.IGT(tf_keras.optimizers.legacy.SGD(0.1, clipnorm=1.0)), "set it on IGT"),
+    ],
+)
+def test_igt_refuses_bad_arguments_saying_why(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_igt_refuses_an_inner_optimizer_that_has_state():
+    inner = tf_keras.optimizers.legacy.SGD(0.1, momentum=0.9)
+    variable = tf.Variable([1.0])
+    inner.apply_gradients([(tf.constant([1.0]), variable)])
+    with pytest.raises(ValueError, match="must be new"):
+        official.IGT(inner)
