@@ -10,10 +10,10 @@ classes, so the formulas exist once.
 `register_optimizers()` makes them selectable by name in an official-models
 `OptimizationConfig` (`optimizer: {type: expectigrad, expectigrad: {...}}`).
 
-Work in progress (issue #13): `Expectigrad`, `MSSD`, `MSVAG` and `AdamStar`
-(moving-average variance) are here; IGT, AM1-SGD and AM2-SGD are not yet
-(their answer is not the training point, and official-models' orbit loop
-needs a hook to evaluate and export it). The mini-batch variance of M-SVAG
+Work in progress (issue #13): `Expectigrad`, `MSSD`, `MSVAG`, `AdamStar`
+(moving-average variance) and `IGT` are here (IGT's answer is evaluated and
+exported in official-models through `keras_momenta.official_models`);
+AM1-SGD and AM2-SGD are not yet. The mini-batch variance of M-SVAG
 and ADAM* needs per-example gradients, which only the Keras 3 classes collect.
 
 Differences from the Keras 3 classes: state is kept in the variable's dtype
@@ -489,7 +489,7 @@ def _inner_optimizer(spec, learning_rate):
 # ------------------------------------------------------- official-models registry
 
 # The `type` names of an official-models optimizer config.
-OPTIMIZERS = {"expectigrad": Expectigrad, "mssd": MSSD, "msvag": MSVAG, "adamstar": AdamStar}
+OPTIMIZERS = {"expectigrad": Expectigrad, "mssd": MSSD, "msvag": MSVAG, "adamstar": AdamStar, "igt": IGT}
 
 
 def register_optimizers():

@@ -27,7 +27,8 @@ from keras_momenta import official as km_official  # noqa: E402
 km_official.register_optimizers()
 
 import official.vision  # noqa: E402,F401  (registers the vision experiments)
-from official.core import exp_factory, task_factory, train_lib  # noqa: E402
+from keras_momenta import official_models  # noqa: E402
+from official.core import exp_factory, task_factory, train_utils  # noqa: E402
 from official.modeling.optimization import OptimizationConfig, OptimizerFactory  # noqa: E402
 from official.modeling.optimization import optimizer_factory  # noqa: E402
 
@@ -37,7 +38,10 @@ SLOTS = {
     "mssd": {"momentum"},
     "msvag": {"momentum", "variance"},
     "adamstar": {"momentum", "variance"},
+    "igt": {"estimate", "true_param", "step_taken", "inner_momentum"},
 }
+# Settings of the experiment runs beyond the defaults.
+EXPERIMENT_SETTINGS = {"igt": {"inner_optimizer": {"type": "sgd", "sgd": {"momentum": 0.9}}, "tail_fraction": 0.5}}
 
 
 def test_register_optimizers_is_idempotent_and_refuses_a_name_taken_by_another_class():
@@ -61,10 +65,12 @@ def test_config_dataclasses_hold_each_class_defaults():
         config = OptimizationConfig({"optimizer": defaults}).optimizer.get().as_dict()
         built = optimizer_class().get_config()
         for name, value in config.items():
-            if name in built:
+            if name == "inner_optimizer":  # IGT's: a name, built as an optimizer
+                assert built[name]["class_name"].lower() == value, key
+            elif name in built:
                 assert built[name] == value, (key, name)
-        # official-models passes the learning rate itself.
-        assert set(built) - set(config) == {"learning_rate"}, key
+        # official-models passes the learning rate itself (IGT's is its inner's).
+        assert set(built) - set(config) == ({"learning_rate"} if key != "igt" else set()), key
 
 YAML = """
 optimizer:
@@ -83,6 +89,7 @@ YAML_SETTINGS = {
     "mssd": {"momentum": 0.8, "clipnorm": 2.0},
     "msvag": {"momentum": 0.7, "released_code": True},
     "adamstar": {"momentum": 0.6, "clipvalue": 0.5},
+    "igt": {"tail_fraction": 0.5, "nonnegative_momentum": True, "global_clipnorm": 1.0},
 }
 
 
@@ -98,7 +105,7 @@ def test_a_yaml_config_builds_the_optimizer_with_its_schedule_and_clipping(key):
     for name, value in settings.items():
         assert built[name] == value, name
     # Linear warmup from 0 to the cosine schedule's value at step 10.
-    learning_rate = optimizer._get_hyper("learning_rate")
+    learning_rate = optimizer.learning_rate
     at_warmup_end = 0.1 * 0.5 * (1 + np.cos(np.pi * 10 / 100))
     np.testing.assert_allclose(float(learning_rate(5)), at_warmup_end / 2, rtol=1e-6)
 
@@ -182,13 +189,14 @@ def _resnet_experiment(key, records, mirrored):
                 "summary_interval": 2,
                 "checkpoint_interval": 2,
                 "optimizer_config": {
-                    "optimizer": {"type": key, key: {"global_clipnorm": 5.0}},
+                    "optimizer": {"type": key, key: {"global_clipnorm": 5.0, **EXPERIMENT_SETTINGS.get(key, {})}},
                     "learning_rate": {
                         "type": "cosine",
                         "cosine": {"initial_learning_rate": 0.01, "decay_steps": 4},
                     },
                     "warmup": {"type": "linear", "linear": {"warmup_steps": 1}},
-                    "ema": {"average_decay": 0.9} if mirrored else None,
+                    # EMA would average IGT's shifted points, not its answer.
+                    "ema": {"average_decay": 0.9} if mirrored and key != "igt" else None,
                 },
             },
         },
@@ -208,7 +216,7 @@ def test_resnet_imagenet_trains_and_evaluates(key, mirrored, image_records, tmp_
     model_dir = str(tmp_path / "model")
     with strategy.scope():
         task = task_factory.get_task(experiment.task, logging_dir=model_dir)
-    train_lib.run_experiment(
+    official_models.run_experiment(
         distribution_strategy=strategy,
         task=task,
         mode="train_and_eval",
@@ -228,11 +236,28 @@ def test_resnet_imagenet_trains_and_evaluates(key, mirrored, image_records, tmp_
         match = re.search(r"\.OPTIMIZER_SLOT/optimizer/(?:\w+_optimizer/)?(\w+)/", name)
         if match:
             slots.setdefault(match.group(1), []).append(name)
-    assert set(slots) == SLOTS[key] | ({"average"} if mirrored else set()), sorted(slots)
+    ema = experiment.trainer.optimizer_config.ema is not None
+    assert set(slots) == SLOTS[key] | ({"average"} if ema else set()), sorted(slots)
     assert all(np.any(reader.get_tensor(name) != 0) for name in slots[min(SLOTS[key])])
-    (iterations,) = [name for name in names if re.fullmatch(r"optimizer/(\w+/)*iter/\.ATTRIBUTES/VARIABLE_VALUE", name)]
-    assert int(reader.get_tensor(iterations)) == 4
+    # (IGT's inner optimizer counts the same steps.)
+    iterations = [name for name in names if re.fullmatch(r"optimizer/(\w+/)*iter/\.ATTRIBUTES/VARIABLE_VALUE", name)]
+    assert len(iterations) == 1 + (key == "igt")
+    assert all(int(reader.get_tensor(name)) == 4 for name in iterations)
     assert os.listdir(os.path.join(model_dir, "validation")), "no validation summaries written"
+    # The answer, saved for export after each evaluation: for IGT its θ.
+    answer = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(model_dir, "answer_checkpoints")))
+    # The stem's kernel: the backbone is the model's first layer with weights
+    # (the trainer's checkpoint names the backbone itself; exports read `model`).
+    kernel = "backbone/layer_with_weights-0/kernel"
+    saved = answer.get_tensor("model/layer_with_weights-0/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE")
+    trained = reader.get_tensor(f"{kernel}/.ATTRIBUTES/VARIABLE_VALUE")
+    if key == "igt":
+        (theta,) = [n for n in names if n.startswith(f"{kernel}/.OPTIMIZER_SLOT/") and "/true_param/" in n]
+        np.testing.assert_array_equal(saved, reader.get_tensor(theta))
+        assert np.max(np.abs(saved - trained)) > 1e-6
+    else:
+        # (official-models' EMA swaps by adding and subtracting: round-off.)
+        np.testing.assert_allclose(saved, trained, rtol=1e-6, atol=1e-7)
 
 
 # Each optimizer's config with settings away from the defaults.
@@ -241,7 +266,22 @@ FIRST_STEP_SETTINGS = {
     "mssd": {"momentum": 0.8},
     "msvag": {"momentum": 0.7},
     "adamstar": {"momentum": 0.6},
+    "igt": EXPERIMENT_SETTINGS["igt"],
 }
+
+
+def _keras_3_optimizer(official_optimizer, settings):
+    """The Keras 3 class of `official_optimizer` with the same config."""
+    import keras
+
+    import keras_momenta as km
+
+    if isinstance(official_optimizer, km_official.IGT):
+        inner = official_optimizer.inner_optimizer.get_config()
+        assert type(official_optimizer.inner_optimizer).__name__ == "SGD"
+        sgd = keras.optimizers.SGD(0.01, momentum=float(inner["momentum"]), nesterov=inner["nesterov"])
+        return km.IGT(sgd, tail_fraction=settings["tail_fraction"], nonnegative_momentum=settings["nonnegative_momentum"])
+    return getattr(km, type(official_optimizer).__name__)(learning_rate=0.01, **settings)
 
 
 @pytest.mark.parametrize("key", sorted(km_official.OPTIMIZERS))
@@ -255,8 +295,6 @@ def test_the_same_config_takes_the_same_first_steps_in_official_models_and_keras
     through the same network exported as a SavedModel and loaded as a
     trainable `keras.layers.TFSMLayer`."""
     import keras
-
-    import keras_momenta as km
 
     experiment = _resnet_experiment(key, image_records, mirrored=False)
     experiment.override(
@@ -295,13 +333,17 @@ def test_the_same_config_takes_the_same_first_steps_in_official_models_and_keras
     train_step = tf.function(lambda: task.train_step((images, labels), model, official_optimizer))
     for _ in range(steps):
         train_step()
-    # TFSMLayer names each weight after the variable, with "_" for "/".
-    official_weights = {v.name.replace("/", "_"): v.numpy() for v in model.trainable_variables}
+    # Keras 3 `fit` ends with the answer in the model (IGT's θ): compare
+    # answers. TFSMLayer names each weight after the variable, "_" for "/".
+    variables = model.trainable_variables
+    answers = official_models.answer_optimizer(official_optimizer)
+    values = answers.evaluation_weights(variables) if answers is not None else variables
+    official_weights = {v.name.replace("/", "_"): a.numpy() for v, a in zip(variables, values)}
     assert len(official_weights) == len(model.trainable_variables)
 
     settings = experiment.trainer.optimizer_config.optimizer.get().as_dict()
     settings = {name: value for name, value in settings.items() if value is not None and name != "name"}
-    keras_optimizer = getattr(km, type(official_optimizer).__name__)(learning_rate=0.01, **settings)
+    keras_optimizer = _keras_3_optimizer(official_optimizer, settings)
     layer = keras.layers.TFSMLayer(str(tmp_path / "resnet"), call_endpoint="train_forward", trainable=True)
     keras_model = keras.Sequential([keras.Input(images.shape[1:], batch_size=images.shape[0]), layer])
     keras_model.compile(
@@ -324,3 +366,23 @@ def test_the_same_config_takes_the_same_first_steps_in_official_models_and_keras
             atol=2e-6,
             err_msg=variable.name,
         )
+
+
+def test_the_trainer_evaluates_at_igt_answer_and_trains_on_at_the_training_point(image_records, tmp_path):
+    experiment = _resnet_experiment("igt", image_records, mirrored=False)
+    experiment.override({"runtime": {"mixed_precision_dtype": "float32"}, "task": {"train_data": {"dtype": "float32"}}})
+    task = task_factory.get_task(experiment.task)
+    trainer = train_utils.create_trainer(
+        experiment, task, train=True, evaluate=True, trainer_cls=official_models.Trainer
+    )
+    trainer.train(tf.constant(2))
+    variables = trainer.model.trainable_variables
+    training = [v.numpy() for v in variables]
+    answer = [a.numpy() for a in trainer.optimizer.evaluation_weights(variables)]
+    assert max(np.max(np.abs(a - t)) for a, t in zip(answer, training)) > 1e-6
+    trainer.eval_begin()
+    for v, a in zip(variables, answer):
+        np.testing.assert_array_equal(v.numpy(), a)
+    trainer.eval_end()
+    for v, t in zip(variables, training):
+        np.testing.assert_array_equal(v.numpy(), t)
