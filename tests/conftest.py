@@ -35,7 +35,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "heavy: not in CI (-m heavy): every comparison task with every optimizer entry, "
-        "on stand-in and on full-size models",
+        "on stand-in and on full-size models; JAX float64 on the non-default registry cases",
     )
 
 

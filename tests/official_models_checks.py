@@ -11,16 +11,10 @@ import os
 import pathlib
 import re
 
-import tensorflow as tf
-
-# Two logical CPUs for MirroredStrategy, before anything initialises the devices.
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
-)
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import yaml  # noqa: E402
+import numpy as np
+import pytest
+import tensorflow as tf  # tests/conftest.py makes two logical CPUs for MirroredStrategy
+import yaml
 
 from keras_momenta import official as km_official  # noqa: E402
 
@@ -207,12 +201,9 @@ def _resnet_experiment(key, records, mirrored):
 
 @pytest.mark.parametrize("mirrored", [False, True], ids=["default_strategy", "mirrored"])
 @pytest.mark.parametrize("key", sorted(km_official.OPTIMIZERS))
-def test_resnet_imagenet_trains_and_evaluates(key, mirrored, image_records, tmp_path):
+def test_resnet_imagenet_trains_and_evaluates(key, mirrored, image_records, tmp_path, mirrored_strategy):
     experiment = _resnet_experiment(key, image_records, mirrored)
-    if mirrored:
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    else:
-        strategy = tf.distribute.get_strategy()
+    strategy = mirrored_strategy if mirrored else tf.distribute.get_strategy()
     model_dir = str(tmp_path / "model")
     with strategy.scope():
         task = task_factory.get_task(experiment.task, logging_dir=model_dir)

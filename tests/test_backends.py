@@ -75,8 +75,11 @@ def _expected_status(case, check, backend):
 
 
 # The default run checks each backend's default (32-bit) mode on the default
-# cases; CI also runs the rest of the cases and the float64 modes.
+# cases; CI also runs the rest of the cases and the float64 modes, except
+# JAX's float64 mode on the rest of the cases (its default cases hold every
+# family; the rest take JAX about 5 minutes to compile): those are `heavy`.
 DEFAULT_CONFIGURATIONS = ("jax-float32", "torch-float32")
+HEAVY_REST = ("jax-float64",)
 
 
 def _params():
@@ -94,8 +97,16 @@ def _params():
                     yield pytest.param(
                         configuration, cases,
                         id=f"{configuration}-{family}-{'rest' if slow else 'default'}",
-                        marks=[pytest.mark.slow] if slow or configuration not in DEFAULT_CONFIGURATIONS else [],
+                        marks=_marks(configuration, slow),
                     )
+
+
+def _marks(configuration, slow):
+    if slow and configuration in HEAVY_REST:
+        return [pytest.mark.heavy]
+    if slow or configuration not in DEFAULT_CONFIGURATIONS:
+        return [pytest.mark.slow]
+    return []
 
 
 @pytest.mark.parametrize("configuration, cases", list(_params()))
