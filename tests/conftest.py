@@ -34,12 +34,19 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
     config.addinivalue_line(
         "markers",
+        "strategy_without_fit: takes a strategy but trains no Keras model under it, so it "
+        "skips the collections around strategy tests (about 40 s a test late in a CI worker)",
+    )
+    config.addinivalue_line(
+        "markers",
         "heavy: not in CI (-m heavy): every comparison task with every optimizer entry, "
         "on stand-in and on full-size models; JAX float64 on the non-default registry cases",
     )
 
 
 def _uses_a_strategy(request):
+    if request.node.get_closest_marker("strategy_without_fit"):
+        return False
     names = request.function.__code__.co_names
     return "mirrored_strategy" in request.fixturenames or any("Strategy" in n for n in names)
 

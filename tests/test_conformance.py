@@ -814,6 +814,7 @@ def test_interrupted_validation_leaves_a_consistent_state(case):
 
 
 @case_param
+@pytest.mark.strategy_without_fit
 def test_custom_loop_under_a_strategy_asks_to_build_first(case, mirrored_strategy):
     strategy = mirrored_strategy
     with strategy.scope():
