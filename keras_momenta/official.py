@@ -11,9 +11,9 @@ classes, so the formulas exist once.
 `OptimizationConfig` (`optimizer: {type: expectigrad, expectigrad: {...}}`).
 
 Work in progress (issue #13): `Expectigrad`, `MSSD`, `MSVAG`, `AdamStar`
-(moving-average variance) and `IGT` are here (IGT's answer is evaluated and
-exported in official-models through `keras_momenta.official_models`);
-AM1-SGD and AM2-SGD are not yet. The mini-batch variance of M-SVAG
+(moving-average variance), `IGT` and `AM1SGD` are here (the answers of IGT
+and of AM1-SGD option II are evaluated and exported in official-models
+through `keras_momenta.official_models`); AM2-SGD is not yet. The mini-batch variance of M-SVAG
 and ADAM* needs per-example gradients, which only the Keras 3 classes collect.
 
 Differences from the Keras 3 classes: state is kept in the variable's dtype
@@ -32,6 +32,7 @@ import inspect
 
 import tensorflow as tf
 
+from keras_momenta import amortized_nesterov as _amortized_nesterov
 from keras_momenta import dissecting_adam as _dissecting_adam
 from keras_momenta import expectigrad as _expectigrad
 from keras_momenta import igt as _igt
@@ -267,7 +268,38 @@ _LEGACY_INNERS = {
 _VALUE_INDEPENDENT = ("expectigrad", "mssd", "msvag", "adamstar")
 
 
-class IGT(_LegacyOptimizer):
+class _OutputPoint:
+    """Optimizers whose answer is not the model's point: `_ANSWER_SLOT` names
+    the slot that holds it (None: the answer is the model's point).
+
+    Unlike the Keras 3 classes' output-point contract (per-variable runs,
+    changes from outside detected), the answer is swapped in and out
+    explicitly: `keras_momenta.official_models` does it around evaluation
+    and for export."""
+
+    _ANSWER_SLOT = None
+
+    def evaluation_weights(self, var_list):
+        """The answer for each variable of `var_list` (its own value before
+        the optimizer has state for it)."""
+        return [
+            self.get_slot(v, self._ANSWER_SLOT).read_value() if self._has_answer(v) else tf.convert_to_tensor(v)
+            for v in var_list
+        ]
+
+    def swap_answer_weights(self, var_list):
+        """Exchange the answer and the model variables' values: the answer
+        goes into the model (for evaluation, a checkpoint or an export); a
+        second call puts the training point back. Call it between steps."""
+        for variable in var_list:
+            if self._has_answer(variable):
+                _swap(variable, self.get_slot(variable, self._ANSWER_SLOT))
+
+    def _has_answer(self, variable):
+        return self._ANSWER_SLOT is not None and self._ANSWER_SLOT in self._slots.get(_var_key(variable), {})
+
+
+class IGT(_OutputPoint, _LegacyOptimizer):
     """Implicit gradient transport (Arnold et al., 2019) around a `tf_keras`
     legacy optimizer.
 
@@ -306,6 +338,7 @@ class IGT(_LegacyOptimizer):
     """
 
     _HYPERPARAMETERS = ("tail_fraction", "nonnegative_momentum")
+    _ANSWER_SLOT = "true_param"
 
     def __init__(
         self,
@@ -389,27 +422,6 @@ class IGT(_LegacyOptimizer):
     def learning_rate(self, value):
         self.inner_optimizer.learning_rate = value
 
-    def evaluation_weights(self, var_list):
-        """θ for each variable of `var_list` (its own value before its first step)."""
-        return [
-            self.get_slot(v, "true_param").read_value() if self._has_state(v) else tf.convert_to_tensor(v)
-            for v in var_list
-        ]
-
-    def swap_answer_weights(self, var_list):
-        """Exchange θ and the model variables' values: the answer goes into
-        the model (for evaluation, a checkpoint or an export); a second call
-        puts the training point back. Call it between steps, in cross-replica
-        context."""
-        for variable in var_list:
-            if not self._has_state(variable):
-                continue
-            theta = self.get_slot(variable, "true_param")
-            _swap(variable, theta)
-
-    def _has_state(self, variable):
-        return "true_param" in self._slots.get(_var_key(variable), {})
-
     def get_config(self):
         config = tf_keras.optimizers.legacy.Optimizer.get_config(self)
         config.update({name: getattr(self, name) for name in self._HYPERPARAMETERS})
@@ -486,10 +498,81 @@ def _inner_optimizer(spec, learning_rate):
     return inner
 
 
+class AM1SGD(_OutputPoint, _LegacyOptimizer):
+    """AM1-SGD (Zhou et al., 2020, Algorithm 2) for `tf_keras`.
+
+    The update of `keras_momenta.AM1SGD` (see its docstring): x ← x − η·g,
+    the block's offset T accumulates the iterates, and every m-th step
+    x ← x + β·T/m and x̃ ← x̃ + T/m; computed by the same functions
+    (`keras_momenta.amortized_nesterov.sgd_iterate`, `amortized_step`,
+    `nesterov_point`). Option II's answer is the average x̃:
+    `evaluation_weights` reads it and `swap_answer_weights` exchanges it
+    with the model variables (`keras_momenta.official_models` evaluates and
+    exports it in official-models).
+
+    Differences from `keras_momenta.AM1SGD`: the blocks count the
+    optimizer's steps (a variable that skips steps, or is changed from
+    outside, does not start a run of its own); a variable's constraint is
+    applied by tf_keras to the model variable only; no `restart()`; sparse
+    gradients are applied densely.
+    """
+
+    _HYPERPARAMETERS = ("momentum", "amortization", "option")
+
+    def __init__(self, learning_rate=0.1, momentum=0.9, amortization=5, option="II", name="AM1SGD", **kwargs):
+        check_in_range("momentum", momentum, 0.0, 1.0)
+        _amortized_nesterov.check_amortization(amortization)
+        _amortized_nesterov.check_option(option)
+        super().__init__(learning_rate, name, **kwargs)
+        self.momentum = float(momentum)
+        self.amortization = int(amortization)
+        self.option = option
+        self._ANSWER_SLOT = "average" if option == "II" else None
+
+    def _create_slots(self, var_list):
+        for variable in var_list:
+            self.add_slot(variable, "average", initializer=variable.read_value())
+            if self.amortization > 1:
+                self.add_slot(variable, "block_offset")
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        dtype, learning_rate, _ = self._step_inputs(var)
+        step = self.iterations + 1
+        beta = tf.constant(self.momentum, dtype)
+        average = self.get_slot(var, "average")
+        x0 = var.read_value()
+        x = _amortized_nesterov.sgd_iterate(x0, grad, learning_rate)
+        fresh = tf.equal(step, 1)
+        if self.amortization == 1:
+            new_point = _amortized_nesterov.nesterov_point(x, tf.where(fresh, x0, average), beta)
+            return tf.group(average.assign(x), var.assign(new_point))
+        offset = self.get_slot(var, "block_offset")
+        position = step % self.amortization
+        new_offset, new_point, new_average = _amortized_nesterov.amortized_step(
+            x,
+            offset,
+            average,
+            tf.where(fresh, x0, average),
+            tf.equal(position, 1),
+            tf.equal(position, 0),
+            fresh,
+            beta,
+            self.amortization,
+        )
+        return tf.group(offset.assign(new_offset), average.assign(new_average), var.assign(new_point))
+
+
 # ------------------------------------------------------- official-models registry
 
 # The `type` names of an official-models optimizer config.
-OPTIMIZERS = {"expectigrad": Expectigrad, "mssd": MSSD, "msvag": MSVAG, "adamstar": AdamStar, "igt": IGT}
+OPTIMIZERS = {
+    "expectigrad": Expectigrad,
+    "mssd": MSSD,
+    "msvag": MSVAG,
+    "adamstar": AdamStar,
+    "igt": IGT,
+    "am1sgd": AM1SGD,
+}
 
 
 def register_optimizers():

@@ -1,8 +1,9 @@
 """TF official-models training at the answer of an output-point optimizer.
 
-IGT's answer is its true iterate θ, not the point where gradients are taken,
-which the model holds while it trains. official-models trains with orbit,
-which has no callbacks; these are the hooks that evaluate and export θ:
+IGT's answer is its true iterate θ and AM1-SGD's with option II the block
+average x̃, not the point where gradients are taken, which the model holds
+while it trains. official-models trains with orbit, which has no callbacks;
+these are the hooks that evaluate and export the answer:
 
 * `Trainer`: official-models' `base_trainer.Trainer` that swaps the answer
   into the model for each evaluation and the training point back after it;
@@ -38,7 +39,8 @@ def swap_answer(optimizer, model):
 
 
 class Trainer(base_trainer.Trainer):
-    """official-models' trainer, evaluating at the optimizer's answer."""
+    """official-models' trainer, evaluating at the optimizer's answer (IGT's θ,
+    AM1-SGD option II's x̃)."""
 
     def eval_begin(self):
         swap_answer(self.optimizer, self.model)

@@ -74,7 +74,7 @@ def test_matches_the_float64_reference_for_200_steps(case):
     assert_trajectories_close(actual, expected, rtol=1e-10, atol=1e-14 * scale)
 
 
-@pytest.mark.parametrize("name", ["Expectigrad", "MSSD", "MSVAG", "AdamStar"])
+@pytest.mark.parametrize("name", ["Expectigrad", "MSSD", "MSVAG", "AdamStar", "AM1SGD"])
 def test_agrees_with_the_keras_3_class_in_float32(name):
     import keras_momenta as km
 
@@ -174,7 +174,9 @@ def _igt_with_momentum(learning_rate):
     return official.IGT({"type": "sgd", "sgd": {"momentum": 0.9}}, tail_fraction=0.5, learning_rate=learning_rate)
 
 
-TRAINING_FACTORIES = [official.Expectigrad, official.MSSD, official.MSVAG, official.AdamStar, _igt_with_momentum]
+TRAINING_FACTORIES = [
+    official.Expectigrad, official.MSSD, official.MSVAG, official.AdamStar, _igt_with_momentum, official.AM1SGD,
+]
 _factory_id = lambda factory: getattr(factory, "__name__", "").strip("_")  # noqa: E731
 
 
@@ -205,7 +207,7 @@ def test_under_mirrored_strategy_matches_one_device(cls, mirrored_strategy):
             model.compile(optimizer=cls(0.05), loss="mse")
         model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
         weights.append(model.get_weights())
-        if isinstance(model.optimizer, official.IGT):  # and its answer
+        if hasattr(model.optimizer, "evaluation_weights"):  # and its answer
             weights.append([w.numpy() for w in model.optimizer.evaluation_weights(model.trainable_variables)])
     half = len(weights) // 2
     for single, mirrored in zip(weights[:half], weights[half:]):
@@ -336,3 +338,53 @@ def test_igt_refuses_an_inner_optimizer_that_has_state():
     inner.apply_gradients([(tf.constant([1.0]), variable)])
     with pytest.raises(ValueError, match="must be new"):
         official.IGT(inner)
+
+
+# ---------------------------------------------------------------- AM1-SGD
+
+
+@pytest.mark.parametrize("option", ["I", "II"])
+@pytest.mark.parametrize("amortization", [1, 3, 5])
+def test_am1sgd_matches_the_float64_reference_for_200_steps(amortization, option):
+    from tests.references.amortized_nesterov import AM1Reference
+
+    settings = {"momentum": 0.875, "amortization": amortization, "option": option}
+    params, stream = initial_params(SHAPES), gradient_stream(SHAPES, STEPS)
+    optimizer = official.AM1SGD(LEARNING_RATE, **settings)
+    variables = [tf.Variable(p, dtype="float64") for p in params]
+    actual = _trajectory(optimizer, params, stream, variables=variables)
+    reference = AM1Reference(**settings)
+    expected = run_reference(KerasSemantics(reference, LEARNING_RATE), params, stream)
+    scale = max(float(np.max(np.abs(e))) for step in expected for e in step)
+    assert_trajectories_close(actual, expected, rtol=1e-10, atol=1e-14 * scale)
+    answer = [a.numpy() for a in optimizer.evaluation_weights(variables)]
+    assert_trajectories_close([answer], [reference.output_point()], rtol=1e-10, atol=1e-14 * scale)
+    if option == "II":
+        assert max(float(np.max(np.abs(a - v.numpy()))) for a, v in zip(answer, variables)) > 1e-3
+
+
+def test_am1sgd_option_ii_swaps_its_average_in_and_back_and_round_trips_its_config():
+    variables = [tf.Variable(p) for p in initial_params(SHAPES)]
+    optimizer = official.AM1SGD(0.1, momentum=0.5, amortization=3)
+    for grads in gradient_stream(SHAPES, 7):
+        optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables))
+    training = [v.numpy() for v in variables]
+    answer = [a.numpy() for a in optimizer.evaluation_weights(variables)]
+    optimizer.swap_answer_weights(variables)
+    for v, a in zip(variables, answer):
+        np.testing.assert_array_equal(v.numpy(), a)
+    optimizer.swap_answer_weights(variables)
+    for v, t in zip(variables, training):
+        np.testing.assert_array_equal(v.numpy(), t)
+    config = optimizer.get_config()
+    again = official.AM1SGD.from_config(copy.deepcopy(config))
+    assert again.get_config() == config
+    assert (again.momentum, again.amortization, again.option) == (0.5, 3, "II")
+
+
+@pytest.mark.parametrize(
+    "argument, value", [("amortization", 0), ("amortization", 2.5), ("option", "III"), ("momentum", 1.0)]
+)
+def test_am1sgd_refuses_bad_hyperparameters_naming_them(argument, value):
+    with pytest.raises(ValueError, match=argument):
+        official.AM1SGD(**{argument: value})
