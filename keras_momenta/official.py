@@ -10,11 +10,12 @@ classes, so the formulas exist once.
 `register_optimizers()` makes them selectable by name in an official-models
 `OptimizationConfig` (`optimizer: {type: expectigrad, expectigrad: {...}}`).
 
-Work in progress (issue #13): `Expectigrad`, `MSSD`, `MSVAG`, `AdamStar`
-(moving-average variance), `IGT` and `AM1SGD` are here (the answers of IGT
-and of AM1-SGD option II are evaluated and exported in official-models
-through `keras_momenta.official_models`); AM2-SGD is not yet. The mini-batch variance of M-SVAG
-and ADAM* needs per-example gradients, which only the Keras 3 classes collect.
+Every optimizer of the package is here: `Expectigrad`, `MSSD`, `MSVAG`,
+`AdamStar` (moving-average variance), `IGT`, `AM1SGD`, `AM2SGD`. The answers
+of IGT and of the option II averages are evaluated and exported in
+official-models through `keras_momenta.official_models`. The mini-batch
+variance of M-SVAG and ADAM* needs per-example gradients, which only the
+Keras 3 classes collect.
 
 Differences from the Keras 3 classes: state is kept in the variable's dtype
 (`tf_keras` slots cannot have another: float16 variables get float16 state;
@@ -29,9 +30,11 @@ too, at the cost of a dense update.
 import dataclasses
 import functools
 import inspect
+import random
 
 import tensorflow as tf
 
+from keras_momenta import _hash
 from keras_momenta import amortized_nesterov as _amortized_nesterov
 from keras_momenta import dissecting_adam as _dissecting_adam
 from keras_momenta import expectigrad as _expectigrad
@@ -562,6 +565,85 @@ class AM1SGD(_OutputPoint, _LegacyOptimizer):
         return tf.group(offset.assign(new_offset), average.assign(new_average), var.assign(new_point))
 
 
+class AM2SGD(_OutputPoint, _LegacyOptimizer):
+    """AM2-SGD (Zhou et al., 2020, Algorithm 4) for `tf_keras`.
+
+    The update of `keras_momenta.AM2SGD` (see its docstring): a table φ of m
+    points per variable, all starting at the variable's value;
+    φ_{jₖ} ← x − η·g, x ← φ_{jₖ}(new) + β·(φ_{jₖ₊₁} − φ_{jₖ}(old)) and (option
+    II) the mean φ̄ follows, with jₖ the same hash of (`seed`, k) as the
+    Keras 3 class (`keras_momenta._hash.point_index`), computed by
+    `keras_momenta.amortized_nesterov`'s `sgd_iterate`, `table_point` and
+    `table_mean`. Option II's answer is φ̄: `evaluation_weights`,
+    `swap_answer_weights`, and `keras_momenta.official_models` in
+    official-models. The seed is an optimizer variable: checkpoints restore
+    the index sequence.
+
+    Differences from `keras_momenta.AM2SGD`: k is the optimizer's step
+    count, and the table starts from each variable's value when the
+    optimizer creates its state (a variable changed from outside does not
+    restart its run); a variable's constraint is applied by tf_keras to the
+    model variable only; no `restart()`; sparse gradients are applied
+    densely. `seed=None` draws one.
+    """
+
+    _HYPERPARAMETERS = ("momentum", "amortization", "option", "seed")
+
+    def __init__(
+        self, learning_rate=0.1, momentum=0.9, amortization=5, option="II", seed=None, name="AM2SGD", **kwargs
+    ):
+        check_in_range("momentum", momentum, 0.0, 1.0)
+        _amortized_nesterov.check_amortization(amortization)
+        _amortized_nesterov.check_option(option)
+        _amortized_nesterov.check_seed(seed)
+        super().__init__(learning_rate, name, **kwargs)
+        self.momentum = float(momentum)
+        self.amortization = int(amortization)
+        self.option = option
+        self.seed = random.randint(0, _hash.MASK32) if seed is None else int(seed)
+        self._ANSWER_SLOT = "table_mean" if option == "II" else None
+        self._seed_bits = None
+
+    def _create_slots(self, var_list):
+        if self._seed_bits is None:
+            # The seed's 32 bits in an int32, saved with the optimizer.
+            with self._distribution_strategy_scope():
+                self._seed_bits = self.add_weight(
+                    "seed_bits",
+                    shape=[],
+                    dtype=tf.int32,
+                    initializer=tf_keras.initializers.Constant(_hash.as_int32_bits(self.seed)),
+                    trainable=False,
+                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                )
+        for variable in var_list:
+            value = variable.read_value()
+            self.add_slot(variable, "point_table", tf.tile(value[None], [self.amortization] + [1] * value.shape.rank))
+            if self.option == "II":
+                self.add_slot(variable, "table_mean", value)
+
+    def _point_index(self, step):
+        if self.amortization == 1:
+            return tf.zeros((), tf.int32)
+        return _hash.point_index(self._seed_bits, step, self.amortization)
+
+    def _resource_apply_dense(self, grad, var, apply_state=None):
+        dtype, learning_rate, _ = self._step_inputs(var)
+        j, j_next = self._point_index(self.iterations), self._point_index(self.iterations + 1)
+        table = self.get_slot(var, "point_table")
+        old, following = tf.gather(table, j), tf.gather(table, j_next)
+        new = _amortized_nesterov.sgd_iterate(var.read_value(), grad, learning_rate)
+        # φ_{jₖ₊₁} is read from the updated table: the new entry if jₖ₊₁ = jₖ.
+        following = tf.where(tf.equal(j_next, j), new, following)
+        new_point = _amortized_nesterov.table_point(new, old, following, tf.constant(self.momentum, dtype))
+        updates = [table.scatter_update(tf.IndexedSlices(new[None], j[None])), var.assign(new_point)]
+        if self.option == "II":
+            mean = self.get_slot(var, "table_mean")
+            size = tf.constant(self.amortization, dtype)
+            updates.append(mean.assign(_amortized_nesterov.table_mean(mean, new, old, size)))
+        return tf.group(*updates)
+
+
 # ------------------------------------------------------- official-models registry
 
 # The `type` names of an official-models optimizer config.
@@ -572,6 +654,7 @@ OPTIMIZERS = {
     "adamstar": AdamStar,
     "igt": IGT,
     "am1sgd": AM1SGD,
+    "am2sgd": AM2SGD,
 }
 
 

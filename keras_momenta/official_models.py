@@ -1,7 +1,7 @@
 """TF official-models training at the answer of an output-point optimizer.
 
-IGT's answer is its true iterate θ and AM1-SGD's with option II the block
-average x̃, not the point where gradients are taken, which the model holds
+IGT's answer is its true iterate θ and that of AM1-SGD and AM2-SGD with
+option II an average of iterates, not the point where gradients are taken, which the model holds
 while it trains. official-models trains with orbit, which has no callbacks;
 these are the hooks that evaluate and export the answer:
 
@@ -40,7 +40,7 @@ def swap_answer(optimizer, model):
 
 class Trainer(base_trainer.Trainer):
     """official-models' trainer, evaluating at the optimizer's answer (IGT's θ,
-    AM1-SGD option II's x̃)."""
+    the averages of AM1/AM2-SGD option II)."""
 
     def eval_begin(self):
         swap_answer(self.optimizer, self.model)

@@ -34,13 +34,15 @@ SLOTS = {
     "adamstar": {"momentum", "variance"},
     "igt": {"estimate", "true_param", "step_taken", "inner_momentum"},
     "am1sgd": {"average", "block_offset"},
+    "am2sgd": {"point_table", "table_mean"},
 }
 # The slot that holds an optimizer's answer, where it is not the model's point.
-ANSWER_SLOTS = {"igt": "true_param", "am1sgd": "average"}
+ANSWER_SLOTS = {"igt": "true_param", "am1sgd": "average", "am2sgd": "table_mean"}
 # Settings of the experiment runs beyond the defaults.
 EXPERIMENT_SETTINGS = {
     "igt": {"inner_optimizer": {"type": "sgd", "sgd": {"momentum": 0.9}}, "tail_fraction": 0.5},
     "am1sgd": {"amortization": 3},
+    "am2sgd": {"amortization": 3, "seed": 11},
 }
 
 
@@ -67,6 +69,8 @@ def test_config_dataclasses_hold_each_class_defaults():
         for name, value in config.items():
             if name == "inner_optimizer":  # IGT's: a name, built as an optimizer
                 assert built[name]["class_name"].lower() == value, key
+            elif name == "seed" and value is None:  # AM2-SGD draws one
+                assert isinstance(built[name], int), key
             elif name in built:
                 assert built[name] == value, (key, name)
         # official-models passes the learning rate itself (IGT's is its inner's).
@@ -91,6 +95,7 @@ YAML_SETTINGS = {
     "adamstar": {"momentum": 0.6, "clipvalue": 0.5},
     "igt": {"tail_fraction": 0.5, "nonnegative_momentum": True, "global_clipnorm": 1.0},
     "am1sgd": {"momentum": 0.8, "amortization": 3, "option": "I"},
+    "am2sgd": {"momentum": 0.8, "amortization": 4, "seed": 3},
 }
 
 
@@ -267,6 +272,7 @@ FIRST_STEP_SETTINGS = {
     "adamstar": {"momentum": 0.6},
     "igt": EXPERIMENT_SETTINGS["igt"],
     "am1sgd": {"momentum": 0.8, "amortization": 2},
+    "am2sgd": {"momentum": 0.8, "amortization": 3, "seed": 9},
 }
 
 

@@ -74,13 +74,14 @@ def test_matches_the_float64_reference_for_200_steps(case):
     assert_trajectories_close(actual, expected, rtol=1e-10, atol=1e-14 * scale)
 
 
-@pytest.mark.parametrize("name", ["Expectigrad", "MSSD", "MSVAG", "AdamStar", "AM1SGD"])
+@pytest.mark.parametrize("name", ["Expectigrad", "MSSD", "MSVAG", "AdamStar", "AM1SGD", "AM2SGD"])
 def test_agrees_with_the_keras_3_class_in_float32(name):
     import keras_momenta as km
 
+    settings = {"seed": 7} if name == "AM2SGD" else {}
     params, stream = initial_params(SHAPES), gradient_stream(SHAPES, 50)
-    keras_3, _ = run_optimizer(getattr(km, name)(LEARNING_RATE), params, stream, "float32")
-    keras_2 = _trajectory(getattr(official, name)(LEARNING_RATE), params, stream, "float32")
+    keras_3, _ = run_optimizer(getattr(km, name)(LEARNING_RATE, **settings), params, stream, "float32")
+    keras_2 = _trajectory(getattr(official, name)(LEARNING_RATE, **settings), params, stream, "float32")
     for a_step, e_step in zip(keras_2, keras_3):
         for a, e in zip(a_step, e_step):
             np.testing.assert_allclose(a, e, rtol=2e-6, atol=1e-6)
@@ -174,8 +175,13 @@ def _igt_with_momentum(learning_rate):
     return official.IGT({"type": "sgd", "sgd": {"momentum": 0.9}}, tail_fraction=0.5, learning_rate=learning_rate)
 
 
+def _am2sgd_seeded(learning_rate):
+    return official.AM2SGD(learning_rate, amortization=3, seed=5)  # one index sequence for both runs
+
+
 TRAINING_FACTORIES = [
     official.Expectigrad, official.MSSD, official.MSVAG, official.AdamStar, _igt_with_momentum, official.AM1SGD,
+    _am2sgd_seeded,
 ]
 _factory_id = lambda factory: getattr(factory, "__name__", "").strip("_")  # noqa: E731
 
@@ -345,15 +351,18 @@ def test_igt_refuses_an_inner_optimizer_that_has_state():
 
 @pytest.mark.parametrize("option", ["I", "II"])
 @pytest.mark.parametrize("amortization", [1, 3, 5])
-def test_am1sgd_matches_the_float64_reference_for_200_steps(amortization, option):
-    from tests.references.amortized_nesterov import AM1Reference
+@pytest.mark.parametrize("name", ["AM1SGD", "AM2SGD"])
+def test_amortized_nesterov_matches_the_float64_reference_for_200_steps(name, amortization, option):
+    from tests.references.amortized_nesterov import AM1Reference, AM2Reference
 
     settings = {"momentum": 0.875, "amortization": amortization, "option": option}
+    if name == "AM2SGD":
+        settings["seed"] = 12345
     params, stream = initial_params(SHAPES), gradient_stream(SHAPES, STEPS)
-    optimizer = official.AM1SGD(LEARNING_RATE, **settings)
+    optimizer = getattr(official, name)(LEARNING_RATE, **settings)
     variables = [tf.Variable(p, dtype="float64") for p in params]
     actual = _trajectory(optimizer, params, stream, variables=variables)
-    reference = AM1Reference(**settings)
+    reference = (AM1Reference if name == "AM1SGD" else AM2Reference)(**settings)
     expected = run_reference(KerasSemantics(reference, LEARNING_RATE), params, stream)
     scale = max(float(np.max(np.abs(e))) for step in expected for e in step)
     assert_trajectories_close(actual, expected, rtol=1e-10, atol=1e-14 * scale)
@@ -388,3 +397,33 @@ def test_am1sgd_option_ii_swaps_its_average_in_and_back_and_round_trips_its_conf
 def test_am1sgd_refuses_bad_hyperparameters_naming_them(argument, value):
     with pytest.raises(ValueError, match=argument):
         official.AM1SGD(**{argument: value})
+
+
+def test_am2sgd_checkpoint_restores_the_table_and_the_index_sequence(tmp_path):
+    stream = gradient_stream(SHAPES, 12)
+
+    def run(steps, variables, optimizer):
+        for grads in steps:
+            optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables))
+
+    def make(seed):
+        return [tf.Variable(p) for p in initial_params(SHAPES)], official.AM2SGD(0.05, amortization=4, seed=seed)
+
+    variables, optimizer = make(3)
+    run(stream, variables, optimizer)
+    expected = [v.numpy() for v in variables] + [a.numpy() for a in optimizer.evaluation_weights(variables)]
+    variables, optimizer = make(3)
+    run(stream[:5], variables, optimizer)
+    path = tf.train.Checkpoint(variables=variables, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+    variables, optimizer = make(99)  # the checkpoint's seed wins
+    tf.train.Checkpoint(variables=variables, optimizer=optimizer).restore(path).assert_existing_objects_matched()
+    run(stream[5:], variables, optimizer)
+    resumed = [v.numpy() for v in variables] + [a.numpy() for a in optimizer.evaluation_weights(variables)]
+    for a, e in zip(resumed, expected):
+        np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("argument, value", [("seed", -1), ("seed", 2**32), ("amortization", 0)])
+def test_am2sgd_refuses_bad_hyperparameters_naming_them(argument, value):
+    with pytest.raises(ValueError, match=argument):
+        official.AM2SGD(**{argument: value})
