@@ -115,6 +115,7 @@ OLDEST = {"tensorflow": "2.20.0", "tf_keras": "2.20.1"}
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # an install and two test runs: 8 to 15 minutes on 2 busy cores
 def test_the_official_models_environment_installs_and_trains(distributions, tmp_path):
     """A TF official-models 2.20 environment, as a user makes it: the wheel
     with its `official` extra installs beside tf-models-official (so beside
