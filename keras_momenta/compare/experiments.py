@@ -87,7 +87,12 @@ EXPERIMENTS = (
         "`--task digits_en_vi_lstm --no-xla`",
         "Expectigrad, Yogi and AMSGrad are within about one std of each other (≈ 14 cased "
         "BLEU); Adafactor is lower (12.7); Adam fails (< 1).",
-        "", "not run yet",
+        "Digit-word reversal, LSTM encoder-decoder 2 × 64 with attention, 30 epochs, each "
+        "method's default step size, 3 seeds: test BLEU Yogi 92.1 ± 5.1, Expectigrad 78.6 ± "
+        "11, Adam 72.8 ± 20, AMSGrad 67.9 ± 18, Adafactor 1.6 ± 0.5. Expectigrad, Yogi and "
+        "AMSGrad overlap within about one std and Adafactor is far lower, but Adam does not "
+        "fail.",
+        "partly", "benchmarks/results/tasks/digits_en_vi_lstm/",
     ),
     Experiment(
         "Expectigrad", "IWSLT'15 En–Vi, Transformer, BLEU (Table 1)",
