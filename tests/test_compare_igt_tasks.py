@@ -205,6 +205,27 @@ def test_miniimagenet_episodes_are_five_way_and_reproducible(tmp_path):
     assert not np.array_equal(xs, other[0][0])
 
 
+def test_miniimagenet_training_epochs_draw_fresh_episodes_from_the_loaded_classes(tmp_path):
+    from keras_momenta.compare import runner
+
+    write_miniimagenet(tmp_path, size=8)
+    task = TASKS["miniimagenet_maml"]
+    splits = maml.miniimagenet(str(tmp_path), train_episodes=4, validation_episodes=2, test_episodes=2)
+    assert task.augment is None and splits.augment is not None
+    images, _ = maml.read_miniimagenet_split(str(tmp_path), "train")
+    train_pixels = {row.tobytes() for row in (images.reshape(len(images), -1).astype(np.float32) / 255)}
+
+    def epoch(seed, number):
+        (support, labels, query), query_labels = next(iter(runner.training_batches(task, splits, seed, number, 2)))
+        return support.numpy()
+
+    first = epoch(0, 1)
+    assert first.shape == (2, 5, 8, 8, 3)
+    assert {row.tobytes() for row in first.reshape(-1, 8 * 8 * 3)} <= train_pixels
+    np.testing.assert_array_equal(first, epoch(0, 1))
+    assert not np.array_equal(first, epoch(0, 2))
+
+
 # --- MAML through model.fit ----------------------------------------------------------
 
 

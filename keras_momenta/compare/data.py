@@ -11,6 +11,7 @@ import contextvars
 import dataclasses
 import functools
 import os
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -41,6 +42,10 @@ class Splits:
     test: tf.data.Dataset
     # Training examples per epoch (for steps per epoch and schedules).
     train_examples: int
+    # An augmentation that needs the loaded data (`augment(example, label,
+    # seed)`, as `Task.augment`, which it replaces): e.g. drawing training
+    # episodes from the loaded training classes.
+    augment: Optional[Callable] = None
 
     def map(self, function, splits=("train", "validation", "test")):
         """The same splits with `function(features, label)` applied to every

@@ -19,7 +19,8 @@ the batch it sees (support or query set), as in Finn et al.'s code; its
 moving averages are never used or updated.
 
 Episodes are sampled with stateless random ops from a shape-[2] seed, so the
-runner's augmentation hook (`Task.augment`, seeded by run seed, epoch and
+runner's augmentation hook (`Task.augment`, or `Splits.augment` where it
+needs the loaded data; seeded by run seed, epoch and
 index) draws fresh, reproducible training episodes every epoch.
 """
 
@@ -284,13 +285,12 @@ def miniimagenet_sampler(images, table, ways=MINIIMAGENET_WAYS, shots=MINIIMAGEN
 
 def miniimagenet(data_dir=None, train_episodes=4000, validation_episodes=600, test_episodes=600):
     """Mini-ImageNet episodes from the pickled splits under `data_dir`
-    (`MINIIMAGENET_FILES`). Training episodes are drawn afresh each epoch by
-    the task's augmentation (`miniimagenet_augment`), from the training
-    classes; validation and test episodes are fixed draws from the val and
-    test classes."""
+    (`MINIIMAGENET_FILES`). Training episodes are drawn afresh each epoch,
+    from the training classes, by the splits' augmentation (`Splits.augment`);
+    validation and test episodes are fixed draws from the val and test
+    classes."""
     train, validation, test = (read_miniimagenet_split(data_dir, s) for s in ("train", "val", "test"))
-    global _TRAIN_SAMPLER
-    _TRAIN_SAMPLER = miniimagenet_sampler(*train)
+    sample_training_episode = miniimagenet_sampler(*train)
     from keras_momenta.compare import data
 
     return data.Splits(
@@ -298,14 +298,5 @@ def miniimagenet(data_dir=None, train_episodes=4000, validation_episodes=600, te
         validation=fixed_episodes(miniimagenet_sampler(*validation), validation_episodes, stream=1),
         test=fixed_episodes(miniimagenet_sampler(*test), test_episodes, stream=2),
         train_examples=train_episodes,
+        augment=lambda index, label, seed: sample_training_episode(seed),
     )
-
-
-_TRAIN_SAMPLER = None
-
-
-def miniimagenet_augment(index, label, seed):
-    del index, label
-    if _TRAIN_SAMPLER is None:
-        raise RuntimeError("Load the Mini-ImageNet splits (`miniimagenet`) before sampling episodes.")
-    return _TRAIN_SAMPLER(seed)

@@ -36,9 +36,10 @@ def training_batches(task, splits, seed, epoch, batch_size):
     examples = splits.train
     if task.shuffle:
         examples = examples.shuffle(min(splits.train_examples, task.shuffle_buffer), seed=key)
-    if task.augment is not None:
+    augment = splits.augment or task.augment
+    if augment is not None:
         examples = examples.enumerate().map(
-            lambda index, example: task.augment(*example, tf.stack([tf.constant(key, tf.int64), index])),
+            lambda index, example: augment(*example, tf.stack([tf.constant(key, tf.int64), index])),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -83,7 +83,6 @@ TASKS = [
         epochs=100,
         batch_size=MAML_META_BATCH,
         optimizers=MAML_OPTIMIZERS,
-        augment=maml.miniimagenet_augment,
         schedule="linear",
         evaluation_batch_size=20,
         data=(
