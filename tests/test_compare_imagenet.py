@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_momenta.compare import TASKS, data, vision
+from keras_momenta.compare import TASKS, data, models, vision
 from keras_momenta.compare.optimizers import OPTIMIZERS
 from keras_momenta.compare.tasks import imagenet
 from tests.test_compare_expectigrad_tasks import layers_of, one_step, run_task, with_stand_in
 
-NAMES = [task.name for task in imagenet.TASKS]
+NAMES = [task.name for task in imagenet.TASKS if task.scale == "full"]
 
 
 def test_without_archives_the_error_says_where_to_put_them(tmp_path):
@@ -61,8 +61,8 @@ def test_mock_data_and_preprocessing(tmp_path):
 
 
 def test_tasks_have_the_papers_settings():
-    tasks = {task.name: task for task in imagenet.TASKS}
-    assert all(TASKS[name] is task for name, task in tasks.items())
+    tasks = {name: TASKS[name] for name in NAMES}
+    assert {task.name for task in imagenet.TASKS} == set(NAMES) | set(REDUCED)
     mobilenet = tasks["imagenet_mobilenetv2"]
     assert (mobilenet.paper, mobilenet.epochs) == ("expectigrad", 300)
     assert mobilenet.optimizers == ("expectigrad",) + (("yogi",) if "yogi" in OPTIMIZERS else ())
@@ -126,3 +126,65 @@ def test_amsgd_tasks_restart_after_each_drop_as_the_paper_does():
         (callback,) = TASKS[name].callbacks(None)
         assert isinstance(callback, RestartOnLearningRateDrop)
     assert TASKS["imagenet_resnet50_igt"].callbacks is None
+
+
+# The reduced stand-ins: MNIST-1D at ten times its size, 1-D networks.
+REDUCED = {"mnist1d_mobilenetv2": "imagenet_mobilenetv2", "mnist1d_resnet_igt": "imagenet_resnet50_igt",
+           "mnist1d_resnet_amsgd": "imagenet_resnet50_amsgd"}
+
+
+def test_reduced_tasks_keep_what_each_paper_varies():
+    for name, full in REDUCED.items():
+        task, paper = TASKS[name], TASKS[full]
+        assert (task.scale, task.paper, task.optimizers) == ("reduced", paper.paper, paper.optimizers)
+        assert (task.schedule, task.decay_at) == (paper.schedule, paper.decay_at)
+        assert task.load is data.mnist1d_large and "reduced" in task.stands_for
+    assert TASKS["mnist1d_resnet_igt"].batch_size == 1024
+    (restart,) = TASKS["mnist1d_resnet_amsgd"].callbacks(None)
+    assert type(restart).__name__ == "RestartOnLearningRateDrop"
+    # Expectigrad's Fig. 4 runs Yogi at its recommended step size, 10× Expectigrad's.
+    if "yogi" in OPTIMIZERS:
+        assert OPTIMIZERS["yogi"].learning_rate == 10 * OPTIMIZERS["expectigrad"].learning_rate
+
+
+def test_large_mnist1d_is_ten_times_the_default_and_fixed():
+    splits = data.mnist1d_large()
+    assert splits.train_examples == 36_000
+    assert [int(s.cardinality()) for s in (splits.validation, splits.test)] == [4_000, 10_000]
+    again = data.mnist1d_arrays(data.MNIST1D_LARGE_SAMPLES)
+    first_x, first_y = next(iter(splits.train.batch(5)))
+    np.testing.assert_array_equal(first_x.numpy(), again[0][0][:5])
+    np.testing.assert_array_equal(first_y.numpy(), again[0][1][:5])
+    assert set(np.unique(again[1][1])) == set(range(10))
+
+
+def test_one_dimensional_networks_have_their_papers_blocks():
+    resnet = models.resnet_1d()
+    convolutions = layers_of(resnet, keras.layers.Conv1D)
+    # Stem, two per block, a projection where the stage halves the length.
+    assert [c.filters for c in convolutions] == [16, 16, 16, 32, 32, 32, 64, 64, 64]
+    assert len(layers_of(resnet, keras.layers.Add)) == 3 and resnet.name == "resnet8_1d"
+    assert models.resnet_1d((3, 3, 3)).name == "resnet20_1d"
+    mobilenet = models.mobilenet_v2_1d()
+    blocks = sum(count for _, _, count, _ in models.MOBILENET_1D_STAGES)
+    assert len(layers_of(mobilenet, keras.layers.DepthwiseConv1D)) == blocks
+    # Residuals only between blocks of a stage after its first.
+    assert len(layers_of(mobilenet, keras.layers.Add)) == blocks - len(models.MOBILENET_1D_STAGES)
+    relu6 = [r for r in layers_of(mobilenet, keras.layers.ReLU) if r.max_value == 6.0]
+    assert len(relu6) == 2 + 2 * blocks - 1  # the first stage does not expand
+    for model in (resnet, mobilenet):
+        assert model.input_shape == (None, 40) and model.output_shape == (None, 10)
+        kernels = [v for v in model.trainable_variables if "kernel" in v.path]
+        assert len(model.losses) == len(kernels) > 0  # weight decay on every kernel
+        one_step(model, "sgd", (40,), 10, batch=4)
+
+
+@pytest.mark.parametrize("every_entry", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", list(REDUCED))
+def test_reduced_tasks_run_in_the_runner(tmp_path, monkeypatch, name, every_entry):
+    """The real networks on a small MNIST-1D: the first entry by default,
+    every entry under `slow`."""
+    monkeypatch.setattr(data, "MNIST1D_LARGE_SAMPLES", 400)
+    results = run_task(name, tmp_path, batch_size=64,
+                       optimizers=None if every_entry else TASKS[name].optimizers[:1])
+    assert {run["steps_per_epoch"] for run in results["runs"]} == {5}  # 288 examples

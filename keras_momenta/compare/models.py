@@ -59,3 +59,79 @@ def all_cnn_c(classes=100, l2=CIFAR_L2):
         keras.layers.GlobalAveragePooling2D(),
         keras.layers.Activation("softmax"),
     ])
+
+
+# One-dimensional counterparts of the ImageNet networks, for MNIST-1D's 40
+# samples (the papers' ImageNet experiments reduced; sizes are ours).
+def _conv1d(filters, size, strides=1, l2=0.0, **options):
+    return keras.layers.Conv1D(
+        filters, size, strides=strides, padding="same", use_bias=False,
+        kernel_regularizer=keras.regularizers.L2(l2) if l2 else None, **options,
+    )
+
+
+# Batch-norm statistics (momentum 0.9) that settle within runs of a few hundred steps.
+_batch_norm = functools.partial(keras.layers.BatchNormalization, momentum=0.9)
+
+
+def _sequence_input(length):
+    inputs = keras.Input((length,))
+    return inputs, keras.layers.Reshape((length, 1))(inputs)
+
+
+def _classifier(inputs, x, classes, l2, name):
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    outputs = keras.layers.Dense(
+        classes, activation="softmax", kernel_regularizer=keras.regularizers.L2(l2) if l2 else None
+    )(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def resnet_1d(blocks=(1, 1, 1), filters=(16, 32, 64), length=40, classes=10, l2=5e-5):
+    """He et al.'s ResNet (v1, basic blocks of two width-3 convolutions with
+    batch norm, projection shortcuts where the shape changes, global average
+    pooling) in one dimension: stages of `blocks` blocks of `filters`
+    channels, each stage after the first halving the length."""
+    inputs, x = _sequence_input(length)
+    x = keras.layers.ReLU()(_batch_norm()(_conv1d(filters[0], 3, l2=l2)(x)))
+    for stage, (count, width) in enumerate(zip(blocks, filters)):
+        for block in range(count):
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = _conv1d(width, 3, strides, l2)(x)
+            y = keras.layers.ReLU()(_batch_norm()(y))
+            y = _batch_norm()(_conv1d(width, 3, l2=l2)(y))
+            if strides != 1 or x.shape[-1] != width:
+                x = _batch_norm()(_conv1d(width, 1, strides, l2)(x))
+            x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
+    return _classifier(inputs, x, classes, l2, f"resnet{2 + 2 * sum(blocks)}_1d")
+
+
+# (expansion, channels, blocks, strides) of each stage; MobileNetV2's Table 2
+# shortened: its first stages at its widths over a 40-sample input.
+MOBILENET_1D_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 2, 2))
+
+
+def mobilenet_v2_1d(stages=MOBILENET_1D_STAGES, length=40, classes=10, l2=2e-5):
+    """Sandler et al.'s MobileNetV2 in one dimension: a width-3 stem of 32
+    channels, inverted residual blocks (1×1 expansion, width-3 depthwise
+    convolution, linear 1×1 projection, each with batch norm, ReLU6 after the
+    first two; a residual where the shape allows), a 1×1 convolution to 256
+    channels and global average pooling."""
+    relu6 = functools.partial(keras.layers.ReLU, max_value=6.0)
+    inputs, x = _sequence_input(length)
+    x = relu6()(_batch_norm()(_conv1d(32, 3, l2=l2)(x)))
+    for expansion, channels, count, first_strides in stages:
+        for block in range(count):
+            strides = first_strides if block == 0 else 1
+            y = x
+            if expansion != 1:
+                y = relu6()(_batch_norm()(_conv1d(expansion * x.shape[-1], 1, l2=l2)(y)))
+            y = keras.layers.DepthwiseConv1D(
+                3, strides=strides, padding="same", use_bias=False,
+                depthwise_regularizer=keras.regularizers.L2(l2) if l2 else None,
+            )(y)
+            y = relu6()(_batch_norm()(y))
+            y = _batch_norm()(_conv1d(channels, 1, l2=l2)(y))
+            x = keras.layers.Add()([x, y]) if strides == 1 and x.shape[-1] == channels else y
+    x = relu6()(_batch_norm()(_conv1d(256, 1, l2=l2)(x)))
+    return _classifier(inputs, x, classes, l2, "mobilenet_v2_1d")

@@ -24,10 +24,17 @@ without pretrained weights. Weight decay is an L2 penalty on the kernels.
   The paper restarts AM1/AM2-SGD after each step-size drop: the tasks run
   `keras_momenta.callbacks.RestartOnLearningRateDrop()` (which leaves the
   other optimizers alone).
+
+Reduced stand-ins (minutes on two CPU cores): MNIST-1D at ten times its
+default size (40,000 training sequences, generated offline) for ImageNet's
+size, and one-dimensional MobileNetV2 and ResNets (`models.py`) for its
+networks; each keeps what its paper varies: Expectigrad against Yogi at the
+paper's step sizes; batch 1024 and a linear decay for IGT; η = 0.1, β = 0.9,
+step drops and restarts for AM-SGD.
 """
 
 from keras_momenta.callbacks import RestartOnLearningRateDrop
-from keras_momenta.compare import vision
+from keras_momenta.compare import data, models, vision
 from keras_momenta.compare.optimizers import OPTIMIZERS
 from keras_momenta.compare.tasks import Task
 
@@ -122,6 +129,65 @@ TASKS = [
         ),
         build_model=vision.resnet152,
         epochs=90,
+        batch_size=256,
+        optimizers=AMORTIZED_OPTIMIZERS,
+        schedule="step",
+        decay_at=(1 / 3, 2 / 3),
+        callbacks=restart_after_drops,
+    ),
+]
+
+
+REDUCED = dict(paper="", load=data.mnist1d_large, scale="reduced", evaluation_batch_size=2000,
+               data="generated offline (the mnist1d package, 50,000 sequences)")
+
+
+def _reduced(**fields):
+    return Task(**{**REDUCED, **fields})
+
+
+TASKS += [
+    _reduced(
+        name="mnist1d_mobilenetv2",
+        paper="expectigrad",
+        stands_for="Expectigrad §6, Fig. 4, reduced: a 1-D MobileNetV2 on MNIST-1D for ImageNet",
+        description=(
+            "MNIST-1D at 40,000 training sequences; MobileNetV2 in one dimension (stem 32, "
+            "inverted residual stages 16-24-32-64, 1×1 to 256; 148k parameters) with weight "
+            "decay 4e-5; batch 256, 12 epochs, constant step size, each method at the paper's "
+            "(Yogi's recommended 10× larger)"
+        ),
+        build_model=models.mobilenet_v2_1d,
+        epochs=12,
+        batch_size=256,
+        optimizers=EXPECTIGRAD_OPTIMIZERS,
+    ),
+    _reduced(
+        name="mnist1d_resnet_igt",
+        paper="igt",
+        stands_for="IGT §6.1, Fig. 4, reduced: batch 1024 on MNIST-1D for ImageNet ResNet-50",
+        description=(
+            "MNIST-1D at 40,000 training sequences; ResNet-8 in one dimension (stages of one "
+            "basic block, 16-32-64 channels) with weight decay 1e-4; batch 1024 (the paper's "
+            "ImageNet batch, 8× its CIFAR one), 12 epochs, step size decreasing linearly to 0"
+        ),
+        build_model=models.resnet_1d,
+        epochs=12,
+        batch_size=1024,
+        optimizers=IGT_OPTIMIZERS,
+        schedule="linear",
+    ),
+    _reduced(
+        name="mnist1d_resnet_amsgd",
+        paper="amortized_nesterov",
+        stands_for="AM-SGD §6.2, Fig. 4 and Table 2, reduced: a 1-D ResNet on MNIST-1D for ImageNet",
+        description=(
+            "MNIST-1D at 40,000 training sequences; ResNet-8 in one dimension (stages of one "
+            "basic block, 16-32-64 channels) with weight decay 1e-4; batch 256, 12 epochs, "
+            "η = 0.1 ÷10 after 4 and 8, AM1/AM2-SGD restarted after each drop"
+        ),
+        build_model=models.resnet_1d,
+        epochs=12,
         batch_size=256,
         optimizers=AMORTIZED_OPTIMIZERS,
         schedule="step",
