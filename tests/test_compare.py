@@ -342,7 +342,18 @@ def test_the_experiments_table_covers_every_task_and_is_printed(capsys):
     main(["--experiments"])
     printed = capsys.readouterr().out
     assert printed == experiments.table()
+    main(["--experiments", "short"])
+    short = capsys.readouterr().out
+    assert short == experiments.table(findings=False) != printed
+    for table, columns in ((printed, 7), (short, 5)):
+        rows = table.splitlines()
+        assert len(rows) == 2 + len(experiments.EXPERIMENTS)
+        # A "|" inside a cell, even in backticks, would split it on GitHub.
+        assert all(row.count("|") == columns + 1 for row in rows), table
     root = pathlib.Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    held = re.search(r"<!-- experiments-short -->\n(.*)<!-- /experiments-short -->", readme, re.S)
+    assert held and held.group(1) == short, "README's table is stale: paste `--experiments short`"
     for e in experiments.EXPERIMENTS:  # the docs site shows each results link (tests/test_docs.py)
         assert not e.results or (root / e.results).exists(), e.results
 

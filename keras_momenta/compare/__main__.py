@@ -33,8 +33,9 @@ def main(argv=None):
     parser.add_argument("--task", default="mnist1d_mlp", choices=sorted(TASKS), metavar="TASK")
     parser.add_argument("--list", action="store_true", help="list the tasks and the data each needs")
     parser.add_argument(
-        "--experiments", action="store_true",
-        help="print the table of the papers' experiments: commands, data, findings, verdicts",
+        "--experiments", nargs="?", const="full", choices=("full", "short"),
+        help="print the table of the papers' experiments: commands, data, findings, verdicts "
+        "('short': without the findings, as README has it)",
     )
     parser.add_argument(
         "--optimizers", nargs="+", choices=sorted(OPTIMIZERS), metavar="ENTRY",
@@ -68,7 +69,7 @@ def main(argv=None):
         print(task_listing())
         return None
     if args.experiments:
-        print(experiments.table(), end="")
+        print(experiments.table(findings=args.experiments == "full"), end="")
         return None
     if args.grid and not args.tune:
         parser.error("--grid is the sweep of --tune; give --tune too")

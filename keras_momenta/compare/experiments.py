@@ -2,8 +2,9 @@
 reduced offline version, the paper's finding, what the reduced version
 measured here, and a verdict.
 
-`python -m keras_momenta.compare --experiments` prints the table README
-holds (a test keeps the two equal). Commands without a script name are
+`python -m keras_momenta.compare --experiments` prints the table (the docs
+site's reproducing page shows it); `--experiments short` prints the one
+README holds, without the findings (a test keeps the two equal). Commands without a script name are
 `python -m keras_momenta.compare ...`; a verdict is about the reduced
 version on this machine, never about the paper's own scale.
 """
@@ -34,7 +35,7 @@ EXPERIMENTS = (
     # ------------------------------------------------------------ Expectigrad
     Experiment(
         "Expectigrad", "Reddi's online and stochastic problems (Fig. 1)",
-        "`benchmarks/reddi.py [--learning-rate 0.01|0.1|1]`", "synthetic",
+        "`benchmarks/reddi.py [--learning-rate {0.01,0.1,1}]`", "synthetic",
         "(the full version runs here)",
         "Adam and RMSprop move the wrong way; Expectigrad reaches x = −1 on both problems, "
         "about 10× faster than AMSGrad and Yogi.",
@@ -290,19 +291,17 @@ EXPERIMENTS = (
 )
 
 
-def table(link=lambda path: path):
+def table(link=lambda path: path, findings=True):
     """The experiments table: one row per experiment. `link` maps a
-    repository path of `results` to the link target (the docs site's pages)."""
-    lines = [
-        "| paper | experiment | full scale: command, data | reduced version | the paper's finding "
-        "| measured here (reduced) | verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    repository path of `results` to the link target (the docs site's pages);
+    `findings=False` leaves out the paper's and the measured findings
+    (README's shorter table)."""
+    header = ["paper", "experiment", "full scale: command, data", "reduced version"]
+    header += ["the paper's finding", "measured here (reduced)"] if findings else []
+    lines = ["| " + " | ".join(header + ["verdict"]) + " |", "|---" * (len(header) + 1) + "|"]
     for e in EXPERIMENTS:
-        full = f"{e.full}; {e.data}" if e.full else "—"
-        verdict = f"{e.verdict} ([results]({link(e.results)}))" if e.results else e.verdict
-        lines.append(
-            f"| {e.paper} | {e.experiment} | {full} | {e.reduced or '—'} | {e.finding} "
-            f"| {e.measured or '—'} | {verdict} |"
-        )
+        cells = [e.paper, e.experiment, f"{e.full}; {e.data}" if e.full else "—", e.reduced or "—"]
+        cells += [e.finding, e.measured or "—"] if findings else []
+        cells.append(f"{e.verdict} ([results]({link(e.results)}))" if e.results else e.verdict)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
