@@ -108,7 +108,7 @@ def test_seeds_share_starting_weights_but_not_batches(task_name):
     "names",
     [
         ("am2_sgd",),
-        pytest.param(AMORTIZED_OPTIMIZERS, marks=pytest.mark.heavy),
+        pytest.param(AMORTIZED_OPTIMIZERS, marks=pytest.mark.slow),
     ],
 )
 def test_reduced_stand_in_runs_the_entries(names, tmp_path):
@@ -140,7 +140,7 @@ def test_cifar_task_reads_tfds_and_augments_from_the_seed():
 
 
 @pytest.mark.parametrize("model", [
-    pytest.param("stand_in", marks=pytest.mark.heavy),
+    pytest.param("stand_in", marks=pytest.mark.slow),
     pytest.param("resnet34", marks=pytest.mark.heavy),
 ])
 def test_cifar_task_runs_every_entry(tmp_path, monkeypatch, model):

@@ -113,7 +113,7 @@ def _run_every_entry(task_name, tmp_path, batch_size, names=None):
 # `km.MinibatchVarianceModel`), every entry under `slow`.
 ENTRY_SETS = [
     pytest.param(("m_svag_mb",), id="m_svag_mb"),
-    pytest.param(None, id="every_entry", marks=pytest.mark.heavy),
+    pytest.param(None, id="every_entry", marks=pytest.mark.slow),
 ]
 
 
@@ -127,7 +127,7 @@ def test_full_tasks_run_on_mock_data(task_name, names, tmp_path):
         _run_every_entry(task_name, tmp_path, batch_size=8, names=names)
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_allcnn_runs_every_entry(tmp_path):
     import tensorflow_datasets as tfds
 
@@ -136,7 +136,7 @@ def test_allcnn_runs_every_entry(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "names", [pytest.param(("m_ssd",), id="m_ssd"), pytest.param(None, id="every_entry", marks=pytest.mark.heavy)]
+    "names", [pytest.param(("m_ssd",), id="m_ssd"), pytest.param(None, id="every_entry", marks=pytest.mark.slow)]
 )
 @pytest.mark.parametrize("task_name", ["mnist1d_mlp_dissecting", "digits_cnn_dissecting", "digits_allcnn_dissecting"])
 def test_reduced_stand_ins_run(task_name, names, tmp_path):

@@ -4,7 +4,8 @@ optimizer entry of each task in the runner, on generated data.
 
 The CIFAR-10 models are costly on a CPU: the default suite builds each and
 takes one step, and runs the tasks' data, schedule and every entry with a
-one-layer stand-in model; the real models run every entry under `slow`.
+one-layer stand-in model; the real models run every entry under `heavy`
+(not in CI).
 """
 
 import dataclasses
@@ -138,7 +139,7 @@ def test_cifar_tasks_have_section_6s_settings():
 ])
 @pytest.mark.parametrize("names", [
     pytest.param(("expectigrad",), id="expectigrad"),
-    pytest.param(None, id="every_entry", marks=pytest.mark.heavy),
+    pytest.param(None, id="every_entry", marks=pytest.mark.slow),
 ])
 def test_small_tasks_run(tmp_path, name, batch_size, names):
     run_task(name, tmp_path, batch_size, optimizers=names)

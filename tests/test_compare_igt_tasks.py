@@ -337,7 +337,7 @@ def small_digits(data_dir=None):
                                validation=splits.validation.take(16), test=splits.test.take(16))
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_digits_resnet8_runs_with_every_entry(tmp_path, monkeypatch):
     run_task(tmp_path, monkeypatch, "digits_resnet8_igt", 12, load=small_digits)
 
@@ -347,7 +347,7 @@ def small_sentiment(data_dir=None):
     return data.from_arrays((x[20:], y[20:]), (x[:20], y[:20]))
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_synthetic_sentiment_runs_with_every_entry(tmp_path, monkeypatch):
     run_task(tmp_path, monkeypatch, "synthetic_sentiment_bilstm", 16, load=small_sentiment)
 
@@ -362,14 +362,14 @@ def test_miniimagenet_maml_runs_in_the_runner(tmp_path, monkeypatch):
              data_dir=str(tmp_path), optimizers=["adam_ita"])
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_miniimagenet_maml_runs_with_every_entry(tmp_path, monkeypatch):
     write_miniimagenet(tmp_path)
     load = lambda data_dir=None: maml.miniimagenet(data_dir, 4, 2, 2)
     run_task(tmp_path / "out", monkeypatch, "miniimagenet_maml", 2, load=load, data_dir=str(tmp_path))
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_cifar10_resnet56_task_runs_every_entry_on_a_stand_in_model(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
@@ -421,7 +421,7 @@ def test_cifar10_resnet56_takes_a_step():
     assert np.isfinite(loss)
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_imdb_bilstm_runs_with_every_entry(tmp_path):
     import tensorflow_datasets as tfds
 

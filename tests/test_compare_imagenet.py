@@ -5,7 +5,8 @@ and one short epoch of every entry of each task.
 
 ImageNet-size models are costly on a CPU: the default suite builds each and
 takes one eager step, and runs each task in the runner with its first entry
-and a one-layer stand-in model; the real models run every entry under `slow`.
+and a one-layer stand-in model, every entry of it under `slow` (so in CI);
+the real models run every entry under `heavy`.
 """
 
 import keras
@@ -102,7 +103,7 @@ def test_models_have_the_papers_sizes_and_train(name):
     one_step(model, "sgd", (224, 224, 3), 1000, batch=1)
 
 
-@pytest.mark.parametrize("every_entry", [False, pytest.param(True, marks=pytest.mark.heavy)])
+@pytest.mark.parametrize("every_entry", [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", NAMES)
 def test_tasks_run_in_the_runner_on_a_stand_in_model(tmp_path, monkeypatch, name, every_entry):
     """The task's data, augmentation, schedule and callbacks through the

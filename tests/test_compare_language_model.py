@@ -167,9 +167,9 @@ TINY = dict(embedding=4, hidden=(8, 8))
         # Every entry through the LM code path (at a tiny size: tracing three
         # LSTMs per entry dominates the time); the PTB reader with one entry.
         ("characters_lstm", LANGUAGE_MODEL_OPTIMIZERS[-1:]),
-        pytest.param("characters_lstm", LANGUAGE_MODEL_OPTIMIZERS, marks=pytest.mark.heavy),
+        pytest.param("characters_lstm", LANGUAGE_MODEL_OPTIMIZERS, marks=pytest.mark.slow),
         ("ptb_lstm", ("nt_asgd",)),
-        pytest.param("ptb_lstm", LANGUAGE_MODEL_OPTIMIZERS, marks=pytest.mark.heavy),
+        pytest.param("ptb_lstm", LANGUAGE_MODEL_OPTIMIZERS, marks=pytest.mark.slow),
     ],
 )
 def test_language_model_tasks_run_and_report_perplexity(task_name, names, tmp_path, monkeypatch):

@@ -218,7 +218,7 @@ def _check_run(out, names, final=True):
 # suite runs each task with Expectigrad, the slow suite with every entry.
 ENTRY_SETS = [
     pytest.param(("expectigrad",), id="expectigrad"),
-    pytest.param(TRANSLATION_OPTIMIZERS, id="every_entry", marks=pytest.mark.heavy),
+    pytest.param(TRANSLATION_OPTIMIZERS, id="every_entry", marks=pytest.mark.slow),
 ]
 
 
