@@ -167,6 +167,7 @@ def test_one_dimensional_networks_have_their_papers_blocks():
     assert len(layers_of(resnet, keras.layers.Add)) == 3 and resnet.name == "resnet8_1d"
     assert models.resnet_1d((3, 3, 3)).name == "resnet20_1d"
     mobilenet = models.mobilenet_v2_1d()
+    assert round(mobilenet.count_params(), -3) == 148_000  # as the task describes it
     blocks = sum(count for _, _, count, _ in models.MOBILENET_1D_STAGES)
     assert len(layers_of(mobilenet, keras.layers.DepthwiseConv1D)) == blocks
     # Residuals only between blocks of a stage after its first.

@@ -279,7 +279,12 @@ EXPERIMENTS = (
         "TFDS imagenet2012 from the archives in manual_dir", "`--task mnist1d_resnet_amsgd --no-xla`",
         "AM1/AM2-SGD match M-SGD's final accuracy (ResNet-50: 75.78% / 75.85% vs 75.71%; "
         "SGD 72.78%).",
-        "", "not run yet",
+        "1-D ResNet-8 on MNIST-1D (40k), η = 0.1, 12 epochs, 3 seeds: final test accuracy "
+        "AM1-SGD-II 99.23 ± 0.05%, AM2-SGD 99.21 ± 0.07% against M-SGD's 99.30 ± 0.05% "
+        "(0.07-0.09 points lower, about 1.5 std) and SGD's 98.65 ± 0.07%. AM1/AM2 are ahead "
+        "for the first epochs, and their per-epoch std over seeds is lower (0.08% / 0.21% "
+        "against M-SGD's 0.72%).",
+        "reproduced", "benchmarks/results/tasks/mnist1d_resnet_amsgd/",
     ),
     Experiment(
         "AM-SGD", "Penn Treebank LSTM (AWD-LSTM setting) against NT-ASGD (§6.3, Fig. 5, Table 3)",
