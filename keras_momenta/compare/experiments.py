@@ -112,8 +112,12 @@ EXPERIMENTS = (
         "`--task imagenet_mobilenetv2`", "TFDS imagenet2012 from the archives in manual_dir",
         "`--task mnist1d_mobilenetv2 --no-xla`",
         "Expectigrad reaches a lower training loss and lower training and validation error "
-        "rates than Yogi, though Yogi has its recommended 10× larger step size.", "",
-        "not run yet",
+        "rates than Yogi, though Yogi has its recommended 10× larger step size.",
+        "1-D MobileNetV2 on MNIST-1D (40k), 12 epochs, each at the paper's step size (Yogi "
+        "1e-2, Expectigrad 1e-3), 3 seeds: Expectigrad's training loss is lower from the "
+        "second epoch on (final 0.029 against 0.054) and so is its training error (0.31% "
+        "against 0.61%), but not its test error (1.13 ± 0.28% against Yogi's 0.98 ± 0.17%).",
+        "partly", "benchmarks/results/tasks/mnist1d_mobilenetv2/",
     ),
     # -------------------------------------------------------------------- IGT
     Experiment(
