@@ -37,7 +37,7 @@ def test_every_igt_task_uses_the_linear_schedule_and_the_papers_baselines():
     assert {t.name for t in IGT_TASKS} == {
         "cifar10_resnet56", "imdb_bilstm", "miniimagenet_maml",
         "digits_resnet8_igt", "synthetic_sentiment_bilstm", "sinusoid_maml",
-        "imagenet_resnet50_igt",  # tasks/imagenet.py
+        "imagenet_resnet50_igt", "mnist1d_resnet_igt",  # tasks/imagenet.py
     }
     for task in IGT_TASKS:
         assert task.schedule == "linear", task.name
@@ -48,6 +48,7 @@ def test_every_igt_task_uses_the_linear_schedule_and_the_papers_baselines():
         ("cifar10_resnet56", "digits_resnet8_igt", ("sgd", "sgd_momentum", "adam", "ita", "hb_ita")),
         ("imdb_bilstm", "synthetic_sentiment_bilstm", igt.IMDB_OPTIMIZERS),
         ("miniimagenet_maml", "sinusoid_maml", ("sgd_momentum", "adam", "hb_ita", "adam_ita")),
+        ("imagenet_resnet50_igt", "mnist1d_resnet_igt", igt.IMDB_OPTIMIZERS),
     ):
         assert by_name[full].optimizers == by_name[reduced].optimizers == entries
         assert by_name[full].scale == "full" and by_name[reduced].scale == "reduced"
