@@ -18,8 +18,8 @@ EXPERIMENTS_MARKER = "<!-- experiments-table -->"
 
 
 def _experiments_module():
-    # By path: experiments.py needs only the standard library, and importing
-    # the package would import TensorFlow.
+    # By path, so the table is this checkout's even where another copy of the
+    # package is installed (it imports that copy's task lists, and so Keras).
     path = ROOT / "keras_momenta" / "compare" / "experiments.py"
     spec = importlib.util.spec_from_file_location("_experiments", path)
     module = importlib.util.module_from_spec(spec)
