@@ -4,9 +4,10 @@ measured here, and a verdict.
 
 `python -m keras_momenta.compare --experiments` prints the table (the docs
 site's reproducing page shows it); `--experiments short` prints the one
-README holds, without the findings (a test keeps the two equal). Commands without a script name are
-`python -m keras_momenta.compare ...`; a verdict is about the reduced
-version on this machine, never about the paper's own scale.
+README holds, without the findings (a test keeps the two equal). Commands
+without a script name are `python -m keras_momenta.compare ...`; a verdict
+is about the reduced version on this machine, never about the paper's own
+scale.
 """
 
 import dataclasses
