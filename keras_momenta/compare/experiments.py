@@ -160,8 +160,15 @@ EXPERIMENTS = (
         "`--task mnist1d_resnet_igt --tune --no-xla`",
         "With batch 1024, IGT is as fast as Adam in training loss, faster in training "
         "accuracy, and reaches the same final accuracy (Adam does not); no noise reduction "
-        "as on CIFAR-10.", "",
-        "not run yet",
+        "as on CIFAR-10.",
+        "1-D ResNet-8 on MNIST-1D (40k), batch 1024, 12 epochs, linear decay, swept step "
+        "sizes, 3 seeds: every IGT variant trains faster than its base (training loss ITA "
+        "0.046 vs SGD 0.060, HB-ITA 0.035 vs HB 0.066 (Adam 0.033), Adam-ITA 0.023 vs Adam "
+        "0.033; well ahead in the first epochs) and ends at its base's test accuracy (98.84 "
+        "vs 98.86%, 99.19 vs 99.16%, 99.35 vs 99.35%). But Adam also reaches the best final "
+        "accuracy, and IGT's curves do vary less over seeds (per-epoch std HB-ITA 0.15% vs "
+        "HB 2.1%).",
+        "partly", "benchmarks/results/tasks/mnist1d_resnet_igt/",
     ),
     Experiment(
         "IGT", "LQR policy gradient (Fig. 5 left)",
