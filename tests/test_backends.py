@@ -80,6 +80,9 @@ def _expected_status(case, check, backend):
 # family; the rest take JAX about 5 minutes to compile): those are `heavy`.
 DEFAULT_CONFIGURATIONS = ("jax-float32", "torch-float32")
 HEAVY_REST = ("jax-float64",)
+# JAX takes 40-90 s to compile each of these families' default cases: the
+# default run checks them on PyTorch only, CI on both.
+SLOW_ON_JAX = ("igt", "am1sgd", "am2sgd")
 
 
 def _params():
@@ -97,14 +100,16 @@ def _params():
                     yield pytest.param(
                         configuration, cases,
                         id=f"{configuration}-{family}-{'rest' if slow else 'default'}",
-                        marks=_marks(configuration, slow),
+                        marks=_marks(configuration, slow, family),
                     )
 
 
-def _marks(configuration, slow):
+def _marks(configuration, slow, family):
     if slow and configuration in HEAVY_REST:
         return [pytest.mark.heavy]
     if slow or configuration not in DEFAULT_CONFIGURATIONS:
+        return [pytest.mark.slow]
+    if configuration.startswith("jax") and family in SLOW_ON_JAX:
         return [pytest.mark.slow]
     return []
 
