@@ -24,6 +24,8 @@ reduced stand-ins.
 
 import keras
 
+from keras_momenta.compare.models import l2_regularizer
+
 RESNET_WEIGHT_DECAY = 2e-4  # TF official models' CIFAR-10 setting
 BN_MOMENTUM = 0.997  # TF official models'
 
@@ -36,7 +38,7 @@ def _conv(filters, size, strides, l2):
     return keras.layers.Conv2D(
         filters, size, strides=strides, padding="same", use_bias=False,
         kernel_initializer=_kernel_initializer(),
-        kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
+        kernel_regularizer=l2_regularizer(l2),
     )
 
 
@@ -70,7 +72,7 @@ def resnet_v1_cifar(depth=56, filters=(16, 32, 64), input_shape=(32, 32, 3), cla
             first = block == 0
             x = _v1_block(x, width, 2 if first and stage else 1, projection=first, l2=l2, bn=bn)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    regularizer = keras.regularizers.L2(l2) if l2 else None
+    regularizer = l2_regularizer(l2)
     outputs = keras.layers.Dense(
         classes, activation="softmax", kernel_regularizer=regularizer, bias_regularizer=regularizer,
     )(x)

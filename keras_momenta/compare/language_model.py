@@ -43,6 +43,7 @@ from keras import ops
 from keras_momenta import _backend
 from keras_momenta._base import state_dtype
 from keras_momenta.compare import data
+from keras_momenta.compare.models import l2_regularizer
 from keras_momenta.output_point import OutputPointOptimizer, read, unwrap
 
 # ----------------------------------------------------------------- metrics
@@ -227,7 +228,7 @@ class TiedEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(
             shape=(vocabulary, dimension),
             initializer=keras.initializers.RandomUniform(-0.1, 0.1),
-            regularizer=keras.regularizers.L2(l2) if l2 else None,
+            regularizer=l2_regularizer(l2),
             name="embeddings",
         )
         self.output_bias = self.add_weight(shape=(vocabulary,), initializer="zeros", name="output_bias")
@@ -272,7 +273,7 @@ class LanguageModel(keras.Model):
         self.embed = TiedEmbedding(vocabulary, embedding, word_dropout, l2)
         self.input_dropout = _locked_dropout(input_dropout, embedding)
         sizes = list(hidden) + [embedding]  # the last layer feeds the tied softmax
-        regulariser = keras.regularizers.L2(l2) if l2 else None
+        regulariser = l2_regularizer(l2)
         self.lstms = [
             keras.layers.LSTM(
                 units, return_sequences=True, recurrent_dropout=recurrent_dropout,

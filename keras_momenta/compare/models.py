@@ -9,10 +9,15 @@ MNIST_L2 = 1e-4
 CIFAR_L2 = 5e-4
 
 
+def l2_regularizer(l2):
+    """Keras's L2 penalty `l2`·‖w‖², or none for a zero or missing factor."""
+    return keras.regularizers.L2(l2) if l2 else None
+
+
 def mlp(input_dim, hidden, classes=10, l2=None):
     """ReLU MLP with a softmax output; `l2` penalises every kernel (not the biases)."""
     dense = functools.partial(
-        keras.layers.Dense, kernel_regularizer=keras.regularizers.L2(l2) if l2 else None
+        keras.layers.Dense, kernel_regularizer=l2_regularizer(l2)
     )
     layers = [keras.Input((input_dim,))]
     layers += [dense(units, activation="relu") for units in hidden]
@@ -64,13 +69,10 @@ def all_cnn_c(classes=100, l2=CIFAR_L2):
 # One-dimensional counterparts of the ImageNet networks, for MNIST-1D's 40
 # samples (the papers' ImageNet experiments reduced; sizes are ours). Their
 # `l2` is Keras's factor: PyTorch-style weight decay λ is L2(λ / 2).
-def _l2(l2):
-    return keras.regularizers.L2(l2) if l2 else None
-
-
 def _conv1d(filters, size, strides=1, l2=0.0):
     return keras.layers.Conv1D(
-        filters, size, strides=strides, padding="same", use_bias=False, kernel_regularizer=_l2(l2)
+        filters, size, strides=strides, padding="same", use_bias=False,
+        kernel_regularizer=l2_regularizer(l2),
     )
 
 
@@ -85,7 +87,9 @@ def _sequence_input(length):
 
 def _classifier(inputs, x, classes, l2, name):
     x = keras.layers.GlobalAveragePooling1D()(x)
-    outputs = keras.layers.Dense(classes, activation="softmax", kernel_regularizer=_l2(l2))(x)
+    outputs = keras.layers.Dense(
+        classes, activation="softmax", kernel_regularizer=l2_regularizer(l2)
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -130,7 +134,7 @@ def mobilenet_v2_1d(stages=MOBILENET_1D_STAGES, length=40, classes=10, l2=2e-5):
                 y = relu6()(_batch_norm()(_conv1d(expansion * x.shape[-1], 1, l2=l2)(y)))
             y = keras.layers.DepthwiseConv1D(
                 3, strides=strides, padding="same", use_bias=False,
-                depthwise_regularizer=_l2(l2),
+                depthwise_regularizer=l2_regularizer(l2),
             )(y)
             y = relu6()(_batch_norm()(y))
             y = _batch_norm()(_conv1d(channels, 1, l2=l2)(y))
