@@ -8,12 +8,26 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tests import worker_memory  # noqa: E402
+from tests.worker_memory import (  # noqa: E402,F401  (hooks, found by their names)
+    pytest_handlecrashitem,
+    pytest_report_teststatus,
+    pytest_runtest_logreport,
+    pytest_runtest_logstart,
+    pytest_runtest_protocol,
+)
+
 # Two logical CPUs, so MirroredStrategy can be tested without accelerators.
 # This must happen before TensorFlow initialises its devices.
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
 )
+
+
+# The longest strategy test (two worker processes, every registry case) takes
+# about 130 s in a loaded CI worker.
+STRATEGY_TEST_TIMEOUT = 600
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +45,7 @@ def mirrored_strategy():
 
 
 def pytest_configure(config):
+    worker_memory.configure(config)
     config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
     config.addinivalue_line(
         "markers",
@@ -44,11 +59,11 @@ def pytest_configure(config):
     )
 
 
-def _uses_a_strategy(request):
-    if request.node.get_closest_marker("strategy_without_fit"):
+def _trains_under_a_strategy(item):
+    if item.get_closest_marker("strategy_without_fit"):
         return False
-    names = request.function.__code__.co_names
-    return "mirrored_strategy" in request.fixturenames or any("Strategy" in n for n in names)
+    names = item.function.__code__.co_names if hasattr(item, "function") else ()
+    return "mirrored_strategy" in item.fixturenames or any("Strategy" in n for n in names)
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +82,7 @@ def _clean_keras_state(request):
     of it, not a proven cause; those tests are also rerun once after a crash
     (see below).
     """
-    strategy_test = _uses_a_strategy(request)
+    strategy_test = _trains_under_a_strategy(request.node)
     if strategy_test:
         gc.collect()
         gc.disable()
@@ -89,11 +104,21 @@ def pytest_collection_modifyitems(config, items):
     it fails or crashes its worker (pytest-rerunfailures; the summary counts
     the reruns): TensorFlow's distributed input pipeline rarely segfaults
     under load, and a crash must not fail CI for code that is right. A test
-    that fails twice fails.
+    that fails twice fails. Such a test that hangs is ended after
+    `STRATEGY_TEST_TIMEOUT` seconds by killing its worker (a deadlock inside
+    TensorFlow never returns to Python, where the default timeout's signal
+    would be handled), and is then rerun like a crash.
+
+    Tests that train under a strategy run first: the full collections
+    around them (see `_clean_keras_state`) take under a second in a young
+    worker but about 20 s late in a CI worker, whose heap holds every
+    earlier test's graphs (2000 s of a 4300 s CI run went to them).
     """
-    for item in items:
-        if "mirrored_strategy" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.flaky(reruns=1))
+    strategy_tests = {item for item in items if _trains_under_a_strategy(item)}
+    for item in strategy_tests:
+        item.add_marker(pytest.mark.flaky(reruns=1))
+        item.add_marker(pytest.mark.timeout(STRATEGY_TEST_TIMEOUT, method="thread"))
+    items.sort(key=lambda item: item not in strategy_tests)
     if config.option.markexpr:
         return
     skipped = set()
