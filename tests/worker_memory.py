@@ -29,7 +29,19 @@ def limit_bytes():
     if "KM_WORKER_MEMORY_GB" in os.environ:
         return float(os.environ["KM_WORKER_MEMORY_GB"]) * 2**30
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (2 * workers)
+    return _machine_bytes() / (2 * workers)
+
+
+def _machine_bytes():
+    """Physical memory, or the container's limit where that is lower."""
+    limits = [os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")]
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as limit:
+                limits.append(int(limit.read()))
+        except (OSError, ValueError):  # absent, or "max"
+            pass
+    return min(limits)
 
 
 def _resident_bytes():
