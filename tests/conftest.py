@@ -9,13 +9,6 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tests import worker_memory  # noqa: E402
-from tests.worker_memory import (  # noqa: E402,F401  (hooks, found by their names)
-    pytest_handlecrashitem,
-    pytest_report_teststatus,
-    pytest_runtest_logreport,
-    pytest_runtest_logstart,
-    pytest_runtest_protocol,
-)
 
 # Two logical CPUs, so MirroredStrategy can be tested without accelerators.
 # This must happen before TensorFlow initialises its devices.
@@ -45,7 +38,7 @@ def mirrored_strategy():
 
 
 def pytest_configure(config):
-    worker_memory.configure(config)
+    config.pluginmanager.register(worker_memory, "worker_memory")
     config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
     config.addinivalue_line(
         "markers",

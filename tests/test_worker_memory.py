@@ -10,14 +10,11 @@ import textwrap
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 CONFTEST = """
-from tests.worker_memory import (  # noqa: F401
-    configure as pytest_configure,
-    pytest_handlecrashitem,
-    pytest_report_teststatus,
-    pytest_runtest_logreport,
-    pytest_runtest_logstart,
-    pytest_runtest_protocol,
-)
+from tests import worker_memory
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(worker_memory, "worker_memory")
 """
 
 TESTS = """

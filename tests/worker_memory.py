@@ -7,6 +7,7 @@ spent the rest of the run waiting on the kernel's page reclaim. So a worker
 whose resident memory passes `limit_bytes()` exits just before its next test
 starts; xdist starts a fresh worker, and the controller puts that test back in
 the queue. It shows as "rescheduled" in the summary, never as a failure.
+A conftest registers this module as a plugin from its `pytest_configure`.
 
 Crash handling is left as it was: a test that had started when its worker
 died is the crash's test (pytest-rerunfailures may rerun it; otherwise it
@@ -49,7 +50,7 @@ def _resident_bytes():
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def configure(config):
+def pytest_configure(config):
     # Each restart counts against xdist's limit (four per worker by default).
     if getattr(config.option, "maxworkerrestart", "") is None:
         config.option.maxworkerrestart = "64"
